@@ -1,0 +1,287 @@
+"""Typed schema of every run's configuration.
+
+OmegaConf merges the YAML files of this package and ``key=value`` overrides into
+:class:`ExperimentConfig`; a key that is not declared here, or a value of the wrong type,
+fails at once with the key's full name (see :mod:`configs.compose`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class ModelFamily(str, Enum):
+    """The network families of the paper: fully connected, autoencoder-pretrained, conv."""
+
+    fc = "fc"
+    ae = "ae"
+    conv = "conv"
+
+
+class Activation(str, Enum):
+    relu = "relu"
+    sigmoid = "sigmoid"
+    tanh = "tanh"
+
+
+class Pooling(str, Enum):
+    max = "max"
+    avg = "avg"
+    none = "none"
+
+
+class DatasetName(str, Enum):
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    cifar10 = "cifar10"
+
+
+class TrainSplit(str, Enum):
+    """Which part of the training set is trained on: all of it, or one of the paper's halves.
+
+    P1 and P2 are the two disjoint halves (30,000 images each) of MNIST's 60,000 training
+    images used for the cross-training-set experiment (Szegedy et al. 2013, Table 3).
+    """
+
+    full = "full"
+    p1 = "p1"
+    p2 = "p2"
+
+
+class OptimizerName(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class Schedule(str, Enum):
+    none = "none"
+    cosine = "cosine"
+    step = "step"
+
+
+class LoggerKind(str, Enum):
+    wandb = "wandb"
+    csv = "csv"
+    none = "none"
+
+
+class WandbMode(str, Enum):
+    """``auto``: online when W&B credentials are found, offline otherwise."""
+
+    auto = "auto"
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+class AttackName(str, Enum):
+    lbfgs = "lbfgs"
+    fgsm = "fgsm"
+    pgd = "pgd"
+    noise = "noise"
+
+
+class Norm(str, Enum):
+    l2 = "l2"
+    linf = "linf"
+
+
+@dataclass
+class ConvConfig:
+    """A configurable conv net: ``len(channels)`` blocks of conv (+BN) + ReLU (+pool)."""
+
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    kernel_size: int = 5
+    pool: Pooling = Pooling.max
+    batch_norm: bool = False
+    fc_hidden: list[int] = field(default_factory=lambda: [256])
+
+
+@dataclass
+class AutoencoderConfig:
+    """The sparse sigmoid autoencoder of AE400-10 and how its encoder is reused."""
+
+    hidden: int = 400
+    sparsity_target: float = 0.05
+    sparsity_weight: float = 0.1
+    weight_decay: float = 1e-6
+    # Pretraining run of the autoencoder (its own Lightning run).
+    pretrain_epochs: int = 20
+    pretrain_lr: float = 1e-3
+    # A checkpoint of a pretrained autoencoder to reuse; when empty, `train` pretrains one first.
+    encoder_checkpoint: str | None = None
+    finetune_encoder: bool = False
+
+
+@dataclass
+class ModelConfig:
+    family: ModelFamily = ModelFamily.fc
+    # FC: widths of the hidden layers ([] is softmax regression, FC10).
+    hidden: list[int] = field(default_factory=lambda: [100, 100])
+    activation: Activation = Activation.relu
+    dropout: float = 0.0
+    # L2 weight decay per weighted layer, input side first (the paper sets it per layer);
+    # a single value applies to every layer.
+    weight_decay: list[float] = field(default_factory=lambda: [1e-5, 1e-5, 1e-6])
+    conv: ConvConfig = field(default_factory=ConvConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+
+
+@dataclass
+class OptimConfig:
+    name: OptimizerName = OptimizerName.adam
+    lr: float = 1e-3
+    momentum: float = 0.9
+    schedule: Schedule = Schedule.cosine
+    # For the step schedule: multiply the rate by `gamma` every `step_epochs` epochs.
+    step_epochs: int = 10
+    gamma: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    name: DatasetName = DatasetName.mnist
+    # Where data sets are looked for first and cached; relative paths are taken from the
+    # working directory. `INTRIGUING_DATA_DIR` overrides the default.
+    data_dir: str = "${oc.env:INTRIGUING_DATA_DIR,data}"
+    split: TrainSplit = TrainSplit.full
+    # Images held out of the training set for validation (0: no validation).
+    val_size: int = 5000
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    # Train on the first `train_subset` training images only (tests, quick budgets).
+    train_subset: int | None = None
+    test_subset: int | None = None
+    num_workers: int = 0
+    # Seed of the validation split and of the P1/P2 halves: fixed, so that every run of a
+    # study sees the same splits whatever its training seed.
+    split_seed: int = 0
+    # Put the in-memory tensors on the training device (fastest for small data sets).
+    on_device: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 30
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    deterministic: bool = False
+    log_every_n_steps: int = 50
+    check_val_every_n_epoch: int = 1
+    fast_dev_run: bool = False
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
+    limit_test_batches: float | None = None
+    gradient_clip_val: float | None = None
+    enable_progress_bar: bool = True
+    # Attacks during validation need gradients: Lightning's inference mode forbids them.
+    inference_mode: bool = False
+
+
+@dataclass
+class LoggerConfig:
+    kind: LoggerKind = LoggerKind.wandb
+    project: str = "intriguing"
+    entity: str | None = None
+    group: str | None = None
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    mode: WandbMode = WandbMode.auto
+    log_model: bool = False
+
+
+@dataclass
+class CheckpointConfig:
+    enabled: bool = True
+    monitor: str | None = "val/error"
+    mode: str = "min"
+    save_top_k: int = 1
+    save_last: bool = True
+
+
+@dataclass
+class AttackConfig:
+    """One attack and its settings, as used by commands and callbacks."""
+
+    name: AttackName = AttackName.lbfgs
+    # FGSM/PGD step size and budget; noise stddev.
+    epsilon: float = 0.1
+    norm: Norm = Norm.linf
+    steps: int = 10
+    step_size: float | None = None
+    stddev: float = 0.1
+    # L-BFGS: search steps over c and iterations per c.
+    search_steps: int | None = None
+    max_iterations: int | None = None
+    # Perturb this layer's output instead of the input (None: the input).
+    layer: str | None = None
+
+
+@dataclass
+class BackfeedConfig:
+    """The paper's adversarial pool, mixed into training (see callbacks.backfeed)."""
+
+    enabled: bool = False
+    pool_size: int = 10000
+    # Pool examples added to each training batch, per clean example, in [0, 1].
+    mix_ratio: float = 0.5
+    # Each refresh replaces this fraction of every pool with new examples ...
+    refresh_fraction: float = 0.01
+    # ... once every this many training steps.
+    refresh_every_n_steps: int = 1
+    generator: AttackConfig = field(default_factory=AttackConfig)
+    # Layers whose output gets a pool of its own ("input" is the input pool).
+    layers: list[str] = field(default_factory=lambda: ["input"])
+    # How the pools take turns: all mixed in every step, or one pool per step in turn.
+    alternate: bool = False
+    # Fixed attack and validation subset for comparable adversarial validation error.
+    val_attack: AttackConfig = field(default_factory=AttackConfig)
+    val_subset: int = 500
+
+
+@dataclass
+class TransferConfig:
+    enabled: bool = False
+    # Checkpoints of the zoo evaluated against the model in training.
+    zoo: list[str] = field(default_factory=list)
+    every_n_epochs: int = 1
+    subset: int = 500
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    grid_examples: int = 8
+
+
+@dataclass
+class SpectralConfig:
+    enabled: bool = False
+    every_n_epochs: int = 1
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    # Everything a run writes (checkpoints, W&B and CSV runs) goes below this folder.
+    output_dir: str = "outputs"
+    # Resume training from this Lightning checkpoint ("last": this run's last checkpoint).
+    resume: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    backfeed: BackfeedConfig = field(default_factory=BackfeedConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    spectral: SpectralConfig = field(default_factory=SpectralConfig)
+    # After training: evaluate adversarial test error and minimum distortion with this
+    # attack on `evaluation_subset` test images (0 skips it).
+    evaluation_attack: AttackConfig = field(default_factory=AttackConfig)
+    evaluation_subset: int = 0
+    # Train a model without the backfeed callback next to this one and compare (the demo).
+    compare_baseline: bool = False

@@ -1,0 +1,130 @@
+"""The LightningModule that trains every classifier of the project (FC, AE400-10, conv)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import Tensor
+
+from trainers.metrics import ErrorRate
+from trainers.networks import build_network, decay_groups
+from trainers.stages import INPUT, StagedNetwork
+
+
+class ImageClassifier(LightningModule):
+    """A :class:`~trainers.stages.StagedNetwork` trained with cross-entropy.
+
+    The objective is the mean cross-entropy plus ``lambda_k / 2 * ||W_k||^2`` for each weighted
+    layer k (the paper's per-layer weight decay, ``model.weight_decay``). Logs ``train/loss``,
+    ``train/error``, ``val/loss``, ``val/error``, ``test/loss`` and ``test/error``; errors are
+    :class:`~trainers.metrics.ErrorRate` metrics, exact under DDP.
+
+    Callbacks add examples to the next training step with :meth:`mix_in`: adversarial inputs,
+    or adversarial activations of a hidden layer that train only the layers above it.
+
+    Args:
+        model: the ``model`` section of the configuration (family, widths, weight decay, ...).
+        optim: the ``optim`` section (optimizer, learning rate, schedule).
+        input_shape: one example's shape, e.g. ``(1, 28, 28)``.
+        num_classes: number of classes.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Mapping[str, Any],
+        optim: Mapping[str, Any],
+        input_shape: Sequence[int],
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_config = dict(model)
+        self.optim_config = dict(optim)
+        self.network: StagedNetwork = build_network(self.model_config, input_shape, num_classes)
+        autoencoder = self.model_config.get("autoencoder") or {}
+        if self.model_config.get("family") == "ae" and not autoencoder.get("finetune_encoder"):
+            self.network.stages["code"].requires_grad_(False)
+        self.train_error = ErrorRate()
+        self.val_error = ErrorRate()
+        self.test_error = ErrorRate()
+        self._mixed: list[tuple[str, Tensor, Tensor]] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.network(x)
+
+    def mix_in(self, layer: str, inputs: Tensor, targets: Tensor) -> None:
+        """Train the next step also on ``inputs`` given at ``layer``, with labels ``targets``.
+
+        Input-layer examples join the clean batch in one forward pass (so batch norm sees
+        both); a hidden layer's activations go through the layers above it only, which are
+        all that they train (Szegedy et al. 2013, Section 4.2's per-layer adversarial
+        training). The loss is the mean over clean and mixed examples together.
+        """
+        self.network.check_layer(layer)
+        self._mixed.append((layer, inputs, targets))
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        x, y = batch[0], batch[1]
+        mixed, self._mixed = self._mixed, []
+        inputs = [x, *(h for layer, h, _ in mixed if layer == INPUT)]
+        labels = [y, *(t for layer, _, t in mixed if layer == INPUT)]
+        logits_all = self.network(torch.cat(inputs) if len(inputs) > 1 else x)
+        loss_sum = F.cross_entropy(logits_all, torch.cat(labels), reduction="sum")
+        count = sum(len(t) for t in labels)
+        for layer, h, t in mixed:
+            if layer != INPUT:
+                logits_above = self.network.forward_from(layer, h)
+                loss_sum = loss_sum + F.cross_entropy(logits_above, t, reduction="sum")
+                count += len(t)
+        loss = loss_sum / count
+        self.train_error.update(logits_all[: len(y)].detach(), y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/error", self.train_error, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: Sequence[Tensor], stage: str, metric: ErrorRate) -> Tensor:
+        x, y = batch[0], batch[1]
+        logits = self.network(x)
+        loss = F.cross_entropy(logits, y)
+        metric.update(logits, y)
+        self.log(f"{stage}/loss", loss, sync_dist=True)
+        self.log(f"{stage}/error", metric, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "val", self.val_error)
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, "test", self.test_error)
+
+    def configure_optimizers(self) -> Any:
+        groups = decay_groups(self.network, self.model_config.get("weight_decay", [0.0]))
+        name = self.optim_config.get("name", "adam")
+        lr = float(self.optim_config.get("lr", 1e-3))
+        if name == "adam":
+            optimizer: torch.optim.Optimizer = torch.optim.Adam(groups, lr=lr)
+        elif name == "sgd":
+            momentum = float(self.optim_config.get("momentum", 0.9))
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+        else:
+            raise ValueError(f"optim.name {name!r}: expected adam or sgd")
+        schedule = self.optim_config.get("schedule", "none")
+        if schedule == "none":
+            return optimizer
+        if schedule == "cosine":
+            epochs = max(1, int(self.trainer.max_epochs or 1))
+            scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        elif schedule == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(
+                optimizer,
+                step_size=int(self.optim_config.get("step_epochs", 10)),
+                gamma=float(self.optim_config.get("gamma", 0.1)),
+            )
+        else:
+            raise ValueError(f"optim.schedule {schedule!r}: expected none, cosine or step")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
