@@ -8,11 +8,11 @@ fails at once with the key's full name (see :mod:`configs.compose`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class ModelFamily(str, Enum):
+class ModelFamily(StrEnum):
     """The network families of the paper: fully connected, autoencoder-pretrained, conv."""
 
     fc = "fc"
@@ -20,25 +20,25 @@ class ModelFamily(str, Enum):
     conv = "conv"
 
 
-class Activation(str, Enum):
+class Activation(StrEnum):
     relu = "relu"
     sigmoid = "sigmoid"
     tanh = "tanh"
 
 
-class Pooling(str, Enum):
+class Pooling(StrEnum):
     max = "max"
     avg = "avg"
     none = "none"
 
 
-class DatasetName(str, Enum):
+class DatasetName(StrEnum):
     mnist = "mnist"
     fashion_mnist = "fashion_mnist"
     cifar10 = "cifar10"
 
 
-class TrainSplit(str, Enum):
+class TrainSplit(StrEnum):
     """Which part of the training set is trained on: all of it, or one of the paper's halves.
 
     P1 and P2 are the two disjoint halves (30,000 images each) of MNIST's 60,000 training
@@ -50,24 +50,24 @@ class TrainSplit(str, Enum):
     p2 = "p2"
 
 
-class OptimizerName(str, Enum):
+class OptimizerName(StrEnum):
     sgd = "sgd"
     adam = "adam"
 
 
-class Schedule(str, Enum):
+class Schedule(StrEnum):
     none = "none"
     cosine = "cosine"
     step = "step"
 
 
-class LoggerKind(str, Enum):
+class LoggerKind(StrEnum):
     wandb = "wandb"
     csv = "csv"
     none = "none"
 
 
-class WandbMode(str, Enum):
+class WandbMode(StrEnum):
     """``auto``: online when W&B credentials are found, offline otherwise."""
 
     auto = "auto"
@@ -76,14 +76,14 @@ class WandbMode(str, Enum):
     disabled = "disabled"
 
 
-class AttackName(str, Enum):
+class AttackName(StrEnum):
     lbfgs = "lbfgs"
     fgsm = "fgsm"
     pgd = "pgd"
     noise = "noise"
 
 
-class Norm(str, Enum):
+class Norm(StrEnum):
     l2 = "l2"
     linf = "linf"
 

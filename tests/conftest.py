@@ -10,9 +10,7 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
+def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test runs offline, writes below its own tmp_path and starts from seed 0."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -127,4 +127,7 @@ class ImageClassifier(LightningModule):
             )
         else:
             raise ValueError(f"optim.schedule {schedule!r}: expected none, cosine or step")
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }

@@ -176,9 +176,7 @@ def weighted_stages(network: StagedNetwork) -> list[str]:
     ]
 
 
-def decay_groups(
-    network: StagedNetwork, weight_decay: Sequence[float]
-) -> list[dict[str, Any]]:
+def decay_groups(network: StagedNetwork, weight_decay: Sequence[float]) -> list[dict[str, Any]]:
     """Optimizer parameter groups with the paper's per-layer L2 weight decay.
 
     ``weight_decay`` has one value per weighted stage (input side first) or a single value for

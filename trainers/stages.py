@@ -164,4 +164,3 @@ class StagedNetwork(nn.Module):
         names = list(self.layer_names)
         after = names[names.index(name) + 1 :]
         return [(stage_name, self.stages[stage_name]) for stage_name in after]
-

@@ -1,0 +1,81 @@
+"""The ``intriguing`` console script: one subcommand per job.
+
+Each subcommand lives in a module of this package that defines ``register(subparsers)``; the
+parser it adds sets ``handler`` to a function that takes the parsed arguments and returns an
+exit code. Errors a user can fix (a bad config key, a missing file, an unusable checkpoint or
+data set) print one line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS: tuple[str, ...] = (
+    "train",
+    "attack",
+    "transfer",
+    "units",
+    "spectral",
+    "reproduce",
+    "sweep",
+)
+USAGE_ERROR = 2
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean "bad input", reported in one line with exit status 2."""
+    from configs import ConfigError
+    from trainers import CheckpointError
+
+    errors: list[type[BaseException]] = [ConfigError, CheckpointError, FileNotFoundError]
+    try:
+        from datamodules import DataSourceError
+
+        errors.append(DataSourceError)
+    except ImportError:  # pragma: no cover - while datamodules is being written
+        pass
+    return tuple(errors)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="intriguing",
+        description=(
+            "Adversarial augmentation research on PyTorch Lightning: a reproduction of "
+            "Szegedy et al. (2013), 'Intriguing properties of neural networks'."
+        ),
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"cli.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("WANDB_SILENT", "true")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except user_errors() as error:
+        print(f"intriguing {args.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print(f"intriguing {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
