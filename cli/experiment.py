@@ -1,0 +1,295 @@
+"""Run one experiment from its configuration: data, model, callbacks, logger, fit, test.
+
+This is the path of ``intriguing train``, and the one ``reproduce`` and ``sweep`` call for
+each of their runs: it builds objects from the config and hands them to Lightning, and
+writes what a later step needs (the run folder with its checkpoints, ``config.yaml`` and
+``summary.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+
+from cli import tracking
+from configs import ConfigError, to_container, to_yaml
+from datamodules import build_datamodule
+from trainers import CheckpointError, ImageClassifier, SparseAutoencoder, load_encoder_state
+
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+WANDB_ID_FILE = "wandb_id.txt"
+
+
+@dataclass
+class RunSummary:
+    """What a finished run measured and where it put its files."""
+
+    name: str
+    run_dir: str
+    checkpoint: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    wandb: str | None = None
+    seconds: float = 0.0
+    epochs: int = 0
+
+    def save(self) -> None:
+        path = Path(self.run_dir) / SUMMARY_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunSummary:
+        return cls(**json.loads((Path(run_dir) / SUMMARY_FILE).read_text()))
+
+
+def new_run_dir(output_dir: str, name: str) -> Path:
+    """A fresh folder ``OUTPUT/NAME/YYYYmmdd-HHMMSS[-k]``: no run overwrites another's files."""
+    base = Path(output_dir) / name
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for suffix in ["", *(f"-{k}" for k in range(1, 1000))]:
+        candidate = base / f"{stamp}{suffix}"
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a run folder below {base}")
+
+
+def resolve_resume(config: DictConfig) -> tuple[Path | None, Path | None]:
+    """(checkpoint, run folder) to resume from: ``resume=PATH`` or ``resume=last``."""
+    if not config.resume:
+        return None, None
+    if config.resume == "last":
+        candidates = sorted(
+            (Path(config.output_dir) / config.name).glob("*/checkpoints/last.ckpt"),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if not candidates:
+            raise ConfigError(
+                f"resume=last: no last.ckpt below {Path(config.output_dir) / config.name}"
+            )
+        checkpoint = candidates[-1]
+    else:
+        checkpoint = Path(str(config.resume))
+        if not checkpoint.is_file():
+            raise ConfigError(f"resume={config.resume}: no such checkpoint file")
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+    return checkpoint, run_dir
+
+
+def build_trainer(
+    config: DictConfig,
+    *,
+    run_dir: Path,
+    callbacks: list[Callback],
+    logger: Logger | None,
+    max_epochs: int | None = None,
+) -> pl.Trainer:
+    """A Lightning Trainer from the ``trainer`` section."""
+    section = to_container(config)["trainer"]
+    optional = {
+        key: section[key]
+        for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+        if section[key] is not None
+    }
+    return pl.Trainer(
+        max_epochs=max_epochs if max_epochs is not None else section["max_epochs"],
+        max_steps=section["max_steps"],
+        accelerator=section["accelerator"],
+        devices=section["devices"],
+        strategy=section["strategy"],
+        num_nodes=section["num_nodes"],
+        precision=section["precision"],
+        deterministic=section["deterministic"],
+        log_every_n_steps=section["log_every_n_steps"],
+        check_val_every_n_epoch=section["check_val_every_n_epoch"],
+        fast_dev_run=section["fast_dev_run"],
+        gradient_clip_val=section["gradient_clip_val"],
+        enable_progress_bar=section["enable_progress_bar"],
+        inference_mode=section["inference_mode"],
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+        callbacks=callbacks,
+        logger=logger if logger is not None else False,
+        **optional,
+    )
+
+
+def _checkpoint_callback(config: DictConfig, run_dir: Path, has_validation: bool) -> Callback:
+    section = config.checkpoint
+    monitor = section.monitor if has_validation else None
+    return ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=monitor,
+        mode=section.mode,
+        save_top_k=section.save_top_k if monitor else 1,
+        save_last=section.save_last,
+    )
+
+
+def pretrain_autoencoder(
+    config: DictConfig, datamodule: pl.LightningDataModule, run_dir: Path
+) -> Path:
+    """The first of AE400-10's two Lightning runs: the sparse autoencoder, saved for reuse."""
+    section = config.model.autoencoder
+    module = SparseAutoencoder(
+        input_shape=list(datamodule.input_shape),
+        hidden=section.hidden,
+        sparsity_target=section.sparsity_target,
+        sparsity_weight=section.sparsity_weight,
+        weight_decay=section.weight_decay,
+        lr=section.pretrain_lr,
+    )
+    pretrain_dir = run_dir / "autoencoder"
+    checkpoint = ModelCheckpoint(dirpath=pretrain_dir / "checkpoints", save_last=True, save_top_k=0)
+    logger = tracking.make_logger(
+        to_container(config)["logger"],
+        run_dir=pretrain_dir,
+        name=f"{config.name}-autoencoder",
+        config=to_container(config),
+        job_type="pretrain",
+    )
+    trainer = build_trainer(
+        config,
+        run_dir=pretrain_dir,
+        callbacks=[checkpoint],
+        logger=logger,
+        max_epochs=section.pretrain_epochs,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    tracking.finish(logger)
+    path = pretrain_dir / "checkpoints" / "last.ckpt"
+    if not config.trainer.fast_dev_run and not path.is_file():
+        raise RuntimeError(f"autoencoder pretraining wrote no checkpoint at {path}")
+    if config.trainer.fast_dev_run:
+        path = pretrain_dir / "autoencoder.ckpt"
+        trainer.save_checkpoint(path)
+    return path
+
+
+def build_classifier(
+    config: DictConfig, datamodule: pl.LightningDataModule, run_dir: Path, resuming: bool
+) -> ImageClassifier:
+    container = to_container(config)
+    module = ImageClassifier(
+        model=container["model"],
+        optim=container["optim"],
+        input_shape=list(datamodule.input_shape),
+        num_classes=datamodule.num_classes,
+    )
+    if config.model.family == "ae" and not resuming:
+        encoder = config.model.autoencoder.encoder_checkpoint
+        path = Path(encoder) if encoder else pretrain_autoencoder(config, datamodule, run_dir)
+        try:
+            module.network.stages["code"].load_state_dict(load_encoder_state(path))
+        except RuntimeError as error:
+            raise CheckpointError(f"checkpoint {path}: encoder does not fit ({error})") from None
+    return module
+
+
+def run_experiment(
+    config: DictConfig, *, extra_callbacks: list[Callback] | None = None
+) -> RunSummary:
+    """Train and test the model ``config`` describes; returns the run's summary."""
+    started = time.perf_counter()
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    resume_checkpoint, resume_dir = resolve_resume(config)
+    run_dir = resume_dir or new_run_dir(config.output_dir, config.name)
+    (run_dir / CONFIG_FILE).write_text(to_yaml(config))
+
+    datamodule = build_datamodule(to_container(config)["data"])
+    module = build_classifier(config, datamodule, run_dir, resuming=resume_checkpoint is not None)
+    has_validation = config.data.val_size > 0
+    callbacks: list[Callback] = [_checkpoint_callback(config, run_dir, has_validation)]
+    callbacks += extra_callbacks or []
+
+    id_file = run_dir / WANDB_ID_FILE
+    logger = tracking.make_logger(
+        to_container(config)["logger"],
+        run_dir=run_dir,
+        name=config.name,
+        config=to_container(config),
+        run_id=id_file.read_text().strip() if id_file.is_file() else None,
+    )
+    _remember_wandb_id(logger, id_file)
+    trainer = build_trainer(config, run_dir=run_dir, callbacks=callbacks, logger=logger)
+    trainer.fit(
+        module,
+        datamodule=datamodule,
+        ckpt_path=str(resume_checkpoint) if resume_checkpoint else None,
+    )
+    test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in (test_metrics[0] if test_metrics else {}).items()}
+    metrics.update(
+        {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith(("train/", "val/")) and torch.is_tensor(v) and v.numel() == 1
+        }
+    )
+    checkpoint = _last_checkpoint(callbacks[0])
+    summary = RunSummary(
+        name=config.name,
+        run_dir=str(run_dir),
+        checkpoint=checkpoint,
+        metrics=metrics,
+        wandb=tracking.run_location(logger) if trainer.is_global_zero else None,
+        seconds=time.perf_counter() - started,
+        epochs=trainer.current_epoch,
+    )
+    if logger is not None and trainer.is_global_zero:
+        logger.log_metrics({"run/seconds": summary.seconds})
+    _save_on_rank_zero(summary)
+    tracking.finish(logger)
+    return summary
+
+
+@rank_zero_only
+def _save_on_rank_zero(summary: RunSummary) -> None:
+    summary.save()
+
+
+def _last_checkpoint(callback: Callback) -> str | None:
+    assert isinstance(callback, ModelCheckpoint)
+    for path in (callback.last_model_path, callback.best_model_path):
+        if path:
+            return path
+    return None
+
+
+@rank_zero_only
+def _remember_wandb_id(logger: Logger | None, id_file: Path) -> None:
+    """Keep the W&B run's id beside the checkpoints, so that a resumed training continues it."""
+    if isinstance(logger, WandbLogger) and not id_file.is_file():
+        id_file.write_text(str(logger.experiment.id))
+
+
+def format_summary(summary: RunSummary) -> str:
+    """A few lines for the terminal: errors in percent, then where the run lives."""
+    lines = [f"{summary.name}: {summary.epochs} epochs in {summary.seconds:.0f} s"]
+    for key in ("train/error", "val/error", "test/error"):
+        if key in summary.metrics:
+            lines.append(f"  {key:<12} {100 * summary.metrics[key]:6.2f}%")
+    for key, value in sorted(summary.metrics.items()):
+        if key.startswith("eval/"):
+            lines.append(f"  {key:<28} {value:.4f}")
+    if summary.checkpoint:
+        lines.append(f"  checkpoint   {summary.checkpoint}")
+    if summary.wandb:
+        lines.append(f"  W&B run      {summary.wandb}")
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Experiment tracking: W&B through Lightning's WandbLogger, a CSV logger, or none.
+
+W&B runs are offline unless credentials are found, so a fresh machine works without an
+account and a logged-in user gets online runs with nothing changed. ``WANDB_MODE`` in the
+environment always wins, as in W&B itself.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+
+
+def wandb_credentials_found() -> bool:
+    """Whether W&B would find an API key: ``WANDB_API_KEY`` or a netrc entry for its host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, PermissionError):
+        return False
+
+
+def wandb_mode(requested: str) -> str:
+    """The mode a run starts in: ``WANDB_MODE`` if set, else ``requested`` with ``auto``
+    meaning online when credentials are found and offline otherwise."""
+    environment = os.environ.get("WANDB_MODE")
+    if environment:
+        return environment
+    if requested == "auto":
+        return "online" if wandb_credentials_found() else "offline"
+    return requested
+
+
+def make_logger(
+    logger: dict[str, Any],
+    *,
+    run_dir: Path,
+    name: str,
+    config: dict[str, Any],
+    run_id: str | None = None,
+    job_type: str = "train",
+) -> Logger | None:
+    """The logger the ``logger`` config section asks for, writing below ``run_dir``.
+
+    ``run_id`` resumes an earlier W&B run (a resumed training continues its run).
+    """
+    kind = logger.get("kind", "wandb")
+    if kind == "none":
+        return None
+    if kind == "csv":
+        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+    mode = wandb_mode(str(logger.get("mode", "auto")))
+    wandb_logger = WandbLogger(
+        project=logger.get("project") or "intriguing",
+        entity=logger.get("entity"),
+        group=logger.get("group"),
+        name=logger.get("name") or name,
+        tags=list(logger.get("tags") or []),
+        save_dir=str(run_dir),
+        log_model=bool(logger.get("log_model", False)),
+        id=run_id,
+        resume="allow" if run_id else None,
+        mode=mode,
+        job_type=job_type,
+        config=config,
+    )
+    return wandb_logger
+
+
+def run_location(logger: Logger | None) -> str | None:
+    """Where the run can be found: a W&B URL online, the run folder offline, or the CSV dir."""
+    if isinstance(logger, WandbLogger):
+        experiment = logger.experiment
+        url = getattr(experiment, "url", None)
+        if url:
+            return str(url)
+        return str(Path(experiment.dir).parent)
+    if isinstance(logger, CSVLogger):
+        return logger.log_dir
+    return None
+
+
+def finish(logger: Logger | None) -> None:
+    """Close the W&B run, so that the next run of a sweep or reproduction starts a new one."""
+    if isinstance(logger, WandbLogger):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()

@@ -1,0 +1,45 @@
+"""``intriguing train [experiment=NAME] [key=value ...]``: train, test, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+
+from lightning.pytorch.utilities import rank_zero_only
+
+from configs import available, compose
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train and test a model from a configuration",
+        description=(
+            "Train and test a model. Words are key=value overrides: GROUP=NAME selects a "
+            "YAML file of configs/GROUP (experiment, model, data, trainer, logger), a.b=VALUE "
+            f"sets one key. Experiments: {', '.join(available('experiment'))}."
+        ),
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the composed config and exit"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = compose(args.overrides)
+    if args.print_config:
+        from configs import to_yaml
+
+        print(to_yaml(config), end="")
+        return 0
+    from cli.experiment import format_summary, run_experiment
+
+    summary = run_experiment(config)
+    _print(format_summary(summary))
+    return 0
+
+
+@rank_zero_only
+def _print(text: str) -> None:
+    print(text, flush=True)
