@@ -57,6 +57,7 @@ class AttackResult:
             example of the attacked tensor.
         origin: the clean tensor that was perturbed (``x``, or its activation at ``layer``).
         logits: the fresh forward pass's logits of ``adv``.
+        clean_logits: the logits of the clean examples.
         gradient_evaluations: per example, how many times the attack evaluated the gradient
             of the model at it (a batched evaluation counts once for every example in it).
         c: L-BFGS only: per example, the loss weight ``c`` of the solved problem whose
@@ -71,6 +72,7 @@ class AttackResult:
     distortion: Tensor
     origin: Tensor
     logits: Tensor
+    clean_logits: Tensor
     gradient_evaluations: Tensor
     c: Tensor | None = None
     layer: str | None = None
@@ -261,6 +263,14 @@ class Attack(ABC):
         """
         return self._run(x, y, target, self._perturb)
 
+    def minimal(self, x: Tensor, y: Tensor, target: Tensor | None = None) -> AttackResult:
+        """The smallest-distortion adversarial the attack finds for each example.
+
+        For an attack that minimises distortion itself (L-BFGS) this is the attack;
+        budget attacks override it with a search over their budget.
+        """
+        return self(x, y, target)
+
     @abstractmethod
     def _perturb(self, problem: Problem) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """The adversarial batch (shape of ``problem.origin``, inside the box), the gradient
@@ -289,7 +299,7 @@ class Attack(ABC):
             bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
             if bad.any():
                 raise ValueError(f"x has NaN or infinite values in {_which(bad)}")
-            problem = self._problem(x, labels, goal)
+            problem, clean_logits = self._problem(x, labels, goal)
             adv, evaluations, extra = perturb(problem)
             adv = problem.clamp(adv.detach())
             with torch.no_grad():
@@ -302,6 +312,7 @@ class Attack(ABC):
                 distortion=distortion(adv, problem.origin),
                 origin=problem.origin,
                 logits=logits,
+                clean_logits=clean_logits,
                 gradient_evaluations=evaluations.to(device=device, dtype=torch.long),
                 c=c,
                 layer=self.layer,
@@ -320,14 +331,15 @@ class Attack(ABC):
             distortion=x.new_zeros(0),
             origin=origin,
             logits=x.new_zeros(0, 0),
+            clean_logits=x.new_zeros(0, 0),
             gradient_evaluations=torch.zeros(0, dtype=torch.long, device=x.device),
             c=x.new_zeros(0) if self.name == "lbfgs" else None,
             layer=self.layer,
             targeted=targeted,
         )
 
-    def _problem(self, x: Tensor, labels: Tensor, target: Tensor | None) -> Problem:
-        """Checks the batch against the model and the box; the attacked tensor and forward."""
+    def _problem(self, x: Tensor, labels: Tensor, target: Tensor | None) -> tuple[Problem, Tensor]:
+        """Checks the batch against the model and the box: the problem and clean logits."""
         model = self.model
         layer = self.layer
         try:
@@ -383,7 +395,7 @@ class Attack(ABC):
                 f"{where} lies outside the bounds [{lower}, {upper}] in {_which(outside)} "
                 f"(min {float(flat.min()):.4g}, max {float(flat.max()):.4g})"
             )
-        return Problem(
+        problem = Problem(
             forward=forward,
             origin=origin,
             labels=labels,
@@ -392,6 +404,7 @@ class Attack(ABC):
             upper=upper,
             num_classes=num_classes,
         )
+        return problem, logits.detach().float()
 
 
 def loss_and_gradient(

@@ -1,0 +1,63 @@
+"""Attacks from a configuration mapping (an ``AttackConfig`` section, or a plain dict)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from attacks.base import Attack
+from attacks.budget import FGSM, PGD
+from attacks.lbfgs import LBFGSAttack
+from attacks.noise import GaussianNoise
+
+#: Every key a specification may hold; each attack reads the ones that concern it.
+SPEC_KEYS = (
+    "name",
+    "epsilon",
+    "norm",
+    "steps",
+    "step_size",
+    "stddev",
+    "distortion",
+    "search_steps",
+    "max_iterations",
+    "layer",
+    "bounds",
+)
+ATTACKS = ("lbfgs", "fgsm", "pgd", "noise")
+
+
+def build_attack(model: nn.Module, spec: Mapping[str, Any]) -> Attack:
+    """The attack that ``spec`` describes, for ``model``.
+
+    ``spec`` has the fields of ``configs.schema.AttackConfig``: ``name`` (lbfgs, fgsm, pgd,
+    noise), ``epsilon``, ``norm``, ``steps``, ``step_size`` (FGSM/PGD), ``stddev`` or
+    ``distortion`` (noise), ``search_steps`` and ``max_iterations`` (L-BFGS; ``None`` keeps
+    the benchmarked defaults), ``layer`` and ``bounds`` (all attacks). Keys that concern
+    another attack are ignored; unknown keys raise a ``ValueError`` naming them.
+    """
+    spec = dict(spec)
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise ValueError(f"attack.{unknown[0]}: unknown key (known: {', '.join(SPEC_KEYS)})")
+    name = str(spec.get("name", "lbfgs")).lower()
+    if name not in ATTACKS:
+        raise ValueError(f"attack.name {name!r}: expected one of {', '.join(ATTACKS)}")
+    common: dict[str, Any] = {"layer": spec.get("layer"), "bounds": spec.get("bounds")}
+    if common["bounds"] is not None:
+        common["bounds"] = tuple(float(b) for b in common["bounds"])
+
+    def given(*keys: str) -> dict[str, Any]:
+        return {key: spec[key] for key in keys if spec.get(key) is not None}
+
+    if name == "lbfgs":
+        return LBFGSAttack(model, **common, **given("search_steps", "max_iterations"))
+    if name == "fgsm":
+        return FGSM(model, **common, **given("epsilon", "norm"))
+    if name == "pgd":
+        return PGD(model, **common, **given("epsilon", "norm", "steps", "step_size"))
+    if spec.get("distortion") is not None:
+        return GaussianNoise(model, **common, stddev=None, distortion=float(spec["distortion"]))
+    return GaussianNoise(model, **common, **given("stddev"))

@@ -1,0 +1,126 @@
+"""Gaussian noise: the paper's control rows (Szegedy et al. 2013, Tables 1, 2 and 4).
+
+The paper compares adversarial examples with Gaussian noise of stddev 0.1 and 0.3 (and 0.06,
+the adversarial examples' distortion). :class:`GaussianNoise` adds noise of a given stddev,
+or scales each example's noise so that its distortion matches a given value (for example the
+distortion of that example's adversarial), and reports how often that misclassifies.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attacks.base import AttackResult, Problem, distortion
+from attacks.budget import BudgetAttack, _per_example
+
+_MATCHING_STEPS = 40  # bisection steps when scaling noise to a distortion
+
+
+class GaussianNoise(BudgetAttack):
+    """Add Gaussian noise, projected onto the box.
+
+    Give exactly one of ``stddev`` (noise ``N(0, stddev^2)`` per element) or ``distortion``
+    (each example's noise scaled so that the paper's distortion of the result, after the
+    projection onto the box, is this value; where the box makes it unreachable, the largest
+    reachable). A per-example tensor of distortions can be passed to the call instead::
+
+        GaussianNoise(model, stddev=0.1)(x, y)
+        GaussianNoise(model, distortion=0.058)(x, y)
+        GaussianNoise(model, stddev=None)(x, y, distortion=lbfgs_result.distortion)
+
+    ``success`` is misclassification (or the target's class); no gradients are evaluated.
+    """
+
+    name = "noise"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        stddev: float | None = 0.1,
+        distortion: float | None = None,
+        bounds: tuple[float, float] | None = None,
+        layer: str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if distortion is not None:
+            stddev = None
+        if stddev is None and distortion is None:
+            raise ValueError("GaussianNoise: give stddev or distortion")
+        matched = distortion is not None
+        budget = float(distortion if matched else stddev)  # type: ignore[arg-type]
+        super().__init__(model, budget=budget, bounds=bounds, layer=layer, generator=generator)
+        self.matched = matched
+        self.uses_randomness = True
+        self._distortion: Tensor | None = None
+
+    @property
+    def stddev(self) -> float | None:
+        return None if self.matched else self.budget
+
+    def __call__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        target: Tensor | None = None,
+        *,
+        distortion: Tensor | float | None = None,
+    ) -> AttackResult:
+        """Noise of the configured size, or matched to ``distortion`` (one per example)."""
+        if distortion is None:
+            return super().__call__(x, y, target)
+        wanted = torch.as_tensor(distortion, dtype=torch.float32, device=x.device)
+        wanted = wanted.expand(x.shape[:1]) if wanted.ndim == 0 else wanted
+        if wanted.shape != x.shape[:1]:
+            raise ValueError(
+                f"distortion has shape {tuple(wanted.shape)}; expected ({x.shape[0]},) or a number"
+            )
+        bad = ~torch.isfinite(wanted) | (wanted < 0)
+        if bad.any():
+            rows = bad.nonzero().flatten().tolist()[:8]
+            raise ValueError(f"distortion must be finite and >= 0 (examples {rows})")
+
+        def perturb(problem: Problem) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+            with self._random_source(problem.origin.device):
+                return self._matched(problem, wanted.to(problem.origin))
+
+        return self._run(x, y, target, perturb)
+
+    def _largest_budget(self, problem: Problem) -> float:
+        return problem.upper - problem.lower
+
+    def _perturb_with(
+        self, problem: Problem, budget: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        if self.matched:
+            return self._matched(problem, budget)
+        origin = problem.origin
+        adv = problem.clamp(origin + _per_example(budget, origin) * self._randn(origin))
+        return adv, torch.zeros(len(origin), dtype=torch.long, device=origin.device), {}
+
+    def _matched(
+        self, problem: Problem, wanted: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Noise scaled per example (by bisection) to the distortion ``wanted``."""
+        origin = problem.origin
+        noise = self._randn(origin)
+        noise = noise / _per_example(distortion(noise, torch.zeros_like(noise)), noise)
+
+        def size(scale: Tensor) -> Tensor:
+            return distortion(problem.clamp(origin + _per_example(scale, origin) * noise), origin)
+
+        lower = torch.zeros_like(wanted)
+        upper = wanted.clone()
+        for _ in range(_MATCHING_STEPS):  # grow until the projection no longer holds it back
+            short = size(upper) < wanted
+            if not short.any():
+                break
+            upper = torch.where(short, upper * 2, upper)
+        for _ in range(_MATCHING_STEPS):
+            middle = (lower + upper) / 2
+            short = size(middle) < wanted
+            lower = torch.where(short, middle, lower)
+            upper = torch.where(short, upper, middle)
+        adv = problem.clamp(origin + _per_example(upper, origin) * noise)
+        return adv, torch.zeros(len(origin), dtype=torch.long, device=origin.device), {}
