@@ -1,1 +1,3 @@
 """Placeholder; filled in by its issue."""
+
+from callbacks.spectral import SpectralMonitor as SpectralMonitor
