@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
@@ -39,7 +41,7 @@ class RunSummary:
     run_dir: str
     checkpoint: str | None
     metrics: dict[str, float] = field(default_factory=dict)
-    wandb: str | None = None
+    logs: str | None = None  # the W&B run (URL online, folder offline) or the CSV folder
     seconds: float = 0.0
     epochs: int = 0
 
@@ -105,6 +107,10 @@ def build_trainer(
         for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
         if section[key] is not None
     }
+    if config.data.val_size == 0:  # no validation split: no validation loop
+        optional.update(limit_val_batches=0, num_sanity_val_steps=0)
+    if section["enable_progress_bar"]:
+        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=section["progress_bar_refresh_rate"])]
     return pl.Trainer(
         max_epochs=max_epochs if max_epochs is not None else section["max_epochs"],
         max_steps=section["max_steps"],
@@ -121,6 +127,7 @@ def build_trainer(
         enable_progress_bar=section["enable_progress_bar"],
         inference_mode=section["inference_mode"],
         enable_model_summary=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         default_root_dir=str(run_dir),
         callbacks=callbacks,
         logger=logger if logger is not None else False,
@@ -215,7 +222,10 @@ def run_experiment(
     datamodule = build_datamodule(to_container(config)["data"])
     module = build_classifier(config, datamodule, run_dir, resuming=resume_checkpoint is not None)
     has_validation = config.data.val_size > 0
-    callbacks: list[Callback] = [_checkpoint_callback(config, run_dir, has_validation)]
+    checkpointing = config.checkpoint.enabled
+    callbacks: list[Callback] = (
+        [_checkpoint_callback(config, run_dir, has_validation)] if checkpointing else []
+    )
     callbacks += extra_callbacks or []
 
     id_file = run_dir / WANDB_ID_FILE
@@ -233,22 +243,16 @@ def run_experiment(
         datamodule=datamodule,
         ckpt_path=str(resume_checkpoint) if resume_checkpoint else None,
     )
+    metrics = _scalars(trainer.callback_metrics)
     test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)
-    metrics = {k: float(v) for k, v in (test_metrics[0] if test_metrics else {}).items()}
-    metrics.update(
-        {
-            k: float(v)
-            for k, v in trainer.callback_metrics.items()
-            if k.startswith(("train/", "val/")) and torch.is_tensor(v) and v.numel() == 1
-        }
-    )
-    checkpoint = _last_checkpoint(callbacks[0])
+    metrics.update(_scalars(test_metrics[0] if test_metrics else {}))
+    checkpoint = _last_checkpoint(callbacks[0]) if checkpointing else None
     summary = RunSummary(
         name=config.name,
         run_dir=str(run_dir),
         checkpoint=checkpoint,
         metrics=metrics,
-        wandb=tracking.run_location(logger) if trainer.is_global_zero else None,
+        logs=tracking.run_location(logger) if trainer.is_global_zero else None,
         seconds=time.perf_counter() - started,
         epochs=trainer.current_epoch,
     )
@@ -257,6 +261,15 @@ def run_experiment(
     _save_on_rank_zero(summary)
     tracking.finish(logger)
     return summary
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Plain floats of the one-number metrics Lightning collected."""
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if not torch.is_tensor(value) or value.numel() == 1
+    }
 
 
 @rank_zero_only
@@ -290,6 +303,6 @@ def format_summary(summary: RunSummary) -> str:
             lines.append(f"  {key:<28} {value:.4f}")
     if summary.checkpoint:
         lines.append(f"  checkpoint   {summary.checkpoint}")
-    if summary.wandb:
-        lines.append(f"  W&B run      {summary.wandb}")
+    if summary.logs:
+        lines.append(f"  run logs     {summary.logs}")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 SUBCOMMANDS: tuple[str, ...] = (
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("WANDB_SILENT", "true")
+    # Lightning 2.6 on torch 2.14 warns about its own use of torch's pytree API at every step.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)

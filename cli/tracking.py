@@ -72,6 +72,10 @@ def make_logger(
         job_type=job_type,
         config=config,
     )
+    # Lightning passes `anonymous`, which current W&B only warns about: leave it unset.
+    init_arguments = getattr(wandb_logger, "_wandb_init", None)
+    if isinstance(init_arguments, dict) and init_arguments.get("anonymous") is None:
+        init_arguments.pop("anonymous", None)
     return wandb_logger
 
 

@@ -4,8 +4,8 @@ The command line takes two kinds of words, the form a W&B sweep passes with
 ``${args_no_hyphens}``:
 
 - ``GROUP=NAME`` (no dot in the key) selects ``configs/GROUP/NAME.yaml`` for one of the
-  groups ``experiment``, ``model``, ``data``, ``trainer``, ``logger``; an experiment file names
-  its groups under ``defaults:`` and sets anything else below them;
+  groups ``experiment``, ``model``, ``optim``, ``data``, ``trainer``, ``logger``; an
+  experiment file names its groups under ``defaults:`` and sets anything else below them;
 - ``a.b.c=VALUE`` sets one key; VALUE is parsed as YAML (``[100,100]``, ``null``, ``1e-3``).
 
 Every step is validated against :class:`configs.schema.ExperimentConfig`; a wrong key or type
@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from configs.schema import ExperimentConfig
 
 CONFIG_ROOT = Path(__file__).resolve().parent
-GROUPS: tuple[str, ...] = ("model", "data", "trainer", "logger")
+GROUPS: tuple[str, ...] = ("model", "optim", "data", "trainer", "logger")
 
 
 class ConfigError(ValueError):

@@ -183,6 +183,8 @@ class TrainerConfig:
     limit_test_batches: float | None = None
     gradient_clip_val: float | None = None
     enable_progress_bar: bool = True
+    # Redraw the bar every N steps: redrawing each step costs small models much of a step.
+    progress_bar_refresh_rate: int = 25
     # Attacks during validation need gradients: Lightning's inference mode forbids them.
     inference_mode: bool = False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,13 @@ def make(model: dict | None = None) -> ImageClassifier:
     return ImageClassifier(
         model=model or FC, optim={"name": "adam"}, input_shape=[1, 4, 4], num_classes=3
     )
+
+
+def attached(module: ImageClassifier) -> ImageClassifier:
+    """The module as a Trainer would call training_step: attached, logging a no-op."""
+    module.trainer = pl.Trainer(logger=False, enable_progress_bar=False, max_epochs=1)
+    module.log = lambda *args, **kwargs: None
+    return module
 
 
 def test_weight_decay_applies_per_layer_to_weights_only() -> None:
@@ -36,8 +44,7 @@ def test_weight_decay_list_must_fit_the_network() -> None:
 
 
 def test_mixed_examples_join_the_loss_as_a_mean_over_all_examples() -> None:
-    module = make()
-    module.log = lambda *args, **kwargs: None  # outside a Trainer
+    module = attached(make())
     x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
     x_adv, y_adv = torch.rand(2, 1, 4, 4), torch.tensor([1, 1])
     h_adv, y_h = torch.rand(3, 6), torch.tensor([2, 0, 1])
@@ -55,8 +62,7 @@ def test_mixed_examples_join_the_loss_as_a_mean_over_all_examples() -> None:
 
 
 def test_hidden_layer_examples_train_only_the_layers_above() -> None:
-    module = make()
-    module.log = lambda *args, **kwargs: None
+    module = attached(make())
     module.mix_in("fc2", torch.rand(3, 6), torch.tensor([2, 0, 1]))
     loss = module.training_step((torch.rand(0, 1, 4, 4), torch.zeros(0, dtype=torch.long)), 0)
     loss.backward()

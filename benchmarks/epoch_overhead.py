@@ -1,0 +1,110 @@
+"""One training epoch of FC100-100-10: the framework against a hand-written PyTorch loop.
+
+Both run over the same in-memory MNIST tensors with the same batch size, optimizer (the
+preset's SGD with per-layer weight decay) and network, side by side in one process,
+alternating, so that a busy machine slows both alike. The framework's epoch is timed from
+Lightning's ``on_train_epoch_start`` to ``on_train_epoch_end`` (no validation, no set-up),
+with the progress bar and the preset's logging on, as a user runs it.
+
+    .venv/bin/python benchmarks/epoch_overhead.py --batch-size 64 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+
+from cli.experiment import build_classifier, build_trainer
+from configs import compose, to_container
+from datamodules import build_datamodule
+from trainers.networks import decay_groups
+
+
+class EpochTimer(pl.Callback):
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds.append(time.perf_counter() - self.started)
+
+
+def framework_epoch(overrides: list[str], tmp: str) -> float:
+    config = compose(
+        [
+            "experiment=fc100-100-10",
+            "trainer.max_epochs=1",
+            "checkpoint.enabled=false",
+            f"output_dir={tmp}",
+            *overrides,
+        ]
+    )
+    datamodule = build_datamodule(to_container(config)["data"])
+    module = build_classifier(config, datamodule, Path(tmp), resuming=False)
+    timer = EpochTimer()
+    trainer = build_trainer(config, run_dir=Path(tmp), callbacks=[timer], logger=None)
+    trainer.fit(module, datamodule=datamodule)
+    return timer.seconds[0]
+
+
+def hand_epoch(overrides: list[str], tmp: str) -> float:
+    config = compose(["experiment=fc100-100-10", *overrides])
+    datamodule = build_datamodule(to_container(config)["data"])
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    images, labels = datamodule.tensors("train")
+    module = build_classifier(config, datamodule, Path(tmp), resuming=False)
+    network = module.network.train()
+    optim = config.optim
+    optimizer = torch.optim.SGD(
+        decay_groups(network, list(config.model.weight_decay)),
+        lr=optim.lr,
+        momentum=optim.momentum,
+        nesterov=True,
+    )
+    batch_size = config.data.batch_size
+    started = time.perf_counter()
+    order = torch.randperm(len(labels))
+    for start in range(0, len(labels), batch_size):
+        index = order[start : start + batch_size]
+        loss = F.cross_entropy(network(images[index]), labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("overrides", nargs="*", help="config overrides for both loops")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = [f"data.batch_size={args.batch_size}", "logger=none", *args.overrides]
+    framework, hand = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeats):
+            hand.append(hand_epoch(overrides, tmp))
+            framework.append(framework_epoch(overrides, tmp))
+    ratios = [f / h for f, h in zip(framework, hand, strict=True)]
+    print(
+        f"batch size {args.batch_size}, {torch.get_num_threads()} threads, {args.repeats} repeats"
+    )
+    print(f"hand-written loop  median {statistics.median(hand):.3f} s  {hand}")
+    print(f"framework          median {statistics.median(framework):.3f} s  {framework}")
+    print(f"ratio framework / hand: median {statistics.median(ratios):.2f}x  {ratios}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""``intriguing spectral --checkpoint CKPT``: each layer's upper Lipschitz bound (Table 5)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from analysis.spectral import SpectralBounds, network_bounds
+from trainers import load_classifier
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "spectral",
+        help="per-layer upper bounds on the Lipschitz constant of a trained model (Table 5)",
+        description=(
+            "Print, in the layout of Szegedy et al. (2013)'s Table 5, each layer's upper bound on "
+            "its Lipschitz constant (L2 operator norm) at the input shape it sees, and their "
+            "product: exact norms for fully connected and convolutional layers (the paper's "
+            "Fourier-domain bound beside the latter), sqrt of the window overlap for max pooling, "
+            "1 for ReLU, 1/4 for the sigmoid."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
+    parser.add_argument("--markdown", metavar="OUT.md", help="also write the tables here")
+    parser.add_argument("--json", metavar="OUT.json", help="also write every layer's record here")
+    parser.add_argument("--wandb", action="store_true", help="log the table and values to W&B")
+    parser.add_argument("--wandb-project", default="intriguing", help="W&B project (intriguing)")
+    parser.add_argument(
+        "--dense-limit",
+        type=int,
+        default=1024,
+        help="exact Gram eigenvalues when an operator's smaller side is at most this long, "
+        "else Lanczos iteration (default 1024)",
+    )
+    parser.add_argument(
+        "--tol", type=float, default=1e-7, help="Lanczos relative tolerance (default 1e-7)"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_classifier(args.checkpoint)
+    bounds = network_bounds(model.network, dense_limit=args.dense_limit, tol=args.tol)
+    shape = "x".join(str(d) for d in model.network.input_shape)
+    family = model.model_config.get("family", "?")
+    text = (
+        f"Upper Lipschitz bounds (L2) of {Path(args.checkpoint).name} "
+        f"({family} network, inputs {shape}):\n\n{bounds.to_markdown()}"
+    )
+    print(text, end="", flush=True)
+    if args.markdown:
+        _write(Path(args.markdown), text)
+    if args.json:
+        record = {"checkpoint": str(args.checkpoint), **bounds.summary(), "layers": bounds.rows()}
+        _write(Path(args.json), json.dumps(record, indent=2) + "\n")
+    if args.wandb:
+        _log_to_wandb(bounds, args, family)
+    return 0
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+
+
+def _log_to_wandb(bounds: SpectralBounds, args: argparse.Namespace, family: str) -> None:
+    import wandb
+
+    from cli.tracking import wandb_mode
+
+    rows = bounds.rows()
+    columns = list(rows[0])
+    run = wandb.init(
+        project=args.wandb_project,
+        job_type="spectral",
+        mode=wandb_mode("auto"),
+        config={"checkpoint": str(args.checkpoint), "family": family, "tol": args.tol},
+    )
+    try:
+        run.log(
+            {"spectral/layers": wandb.Table(columns=columns, data=[list(r.values()) for r in rows])}
+        )
+        run.summary.update(bounds.summary())
+        print(f"W&B run: {run.url or Path(run.dir).parent}")
+    finally:
+        run.finish()

@@ -1,0 +1,195 @@
+"""``intriguing units --checkpoint CKPT --layer NAME``: units versus random directions.
+
+Szegedy et al. (2013), Section 3: the held-out images that maximise single units of a layer
+and those that maximise random directions of it, as labelled grids, with the label purity of
+the top-k images as the number that tests the claim (see :mod:`analysis.units`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from analysis.plots import histograms, save_figure
+from analysis.units import UnitAnalysis, analyse_units, direction_grid
+from datamodules import TENSOR_SPLITS, build_datamodule
+from datamodules.datamodule import DATA_KEYS
+from trainers import CheckpointError, load_classifier
+from trainers.checkpoints import read_checkpoint
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "units",
+        help="top images of single units versus random directions of a layer (Section 3)",
+        description=(
+            "For a trained model and a layer, find the held-out images that maximise single "
+            "units and random directions of the layer; save labelled grids and the label purity "
+            "of the top-k images (mean, spread, bootstrap CI, permutation tests, chance level)."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
+    parser.add_argument("--layer", required=True, help="a layer of the network, e.g. conv2")
+    parser.add_argument("--split", default="test", choices=TENSOR_SPLITS, help="image set (test)")
+    parser.add_argument("--directions", type=_positive, default=100, help="units and random (100)")
+    parser.add_argument("--top-k", type=_positive, default=8, help="images per direction (8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (0)")
+    parser.add_argument("--rows", type=_positive, default=8, help="directions shown per grid (8)")
+    parser.add_argument(
+        "--limit", type=_positive, help="use only the first LIMIT images of the split"
+    )
+    parser.add_argument("--out", help="output folder (outputs/units/<checkpoint>-<layer>)")
+    parser.add_argument("--dataset", help="data set name (default: the checkpoint's, else mnist)")
+    parser.add_argument("--data-dir", help="data folder (default: the checkpoint's, else data)")
+    parser.add_argument(
+        "--batch-size", type=_positive, default=500, help="images per forward (500)"
+    )
+    parser.add_argument("--wandb", action="store_true", help="log grids and numbers to W&B")
+    parser.add_argument("--wandb-project", default="intriguing", help="W&B project (intriguing)")
+    parser.set_defaults(handler=run)
+
+
+def data_config(checkpoint: str | Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``data`` section for the image set: the checkpoint's own data module settings
+    where it saved them, with ``--dataset`` / ``--data-dir`` on top, kept on the CPU."""
+    saved = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
+    data = {key: value for key, value in dict(saved).items() if key in DATA_KEYS}
+    data.setdefault("name", "mnist")
+    if args.dataset:
+        data["name"] = args.dataset
+    if args.data_dir:
+        data["data_dir"] = args.data_dir
+    data["on_device"] = False
+    data.pop("test_subset", None)
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    module = build_datamodule(data_config(args.checkpoint, args))
+    model = load_classifier(args.checkpoint, input_shape=module.input_shape)
+    if args.layer not in model.network.layer_names:
+        raise CheckpointError(
+            f"checkpoint {args.checkpoint}: no layer {args.layer!r}; its layers are "
+            f"{', '.join(model.network.layer_names)}"
+        )
+    module.prepare_data()
+    module.setup("test")
+    images, labels = module.tensors(args.split)
+    if args.limit is not None:
+        images, labels = images[: args.limit], labels[: args.limit]
+    analysis = analyse_units(
+        model.network,
+        args.layer,
+        images,
+        labels,
+        directions=args.directions,
+        top_k=args.top_k,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        num_classes=module.num_classes,
+    )
+    out = Path(args.out or Path("outputs") / "units" / f"{Path(args.checkpoint).stem}-{args.layer}")
+    paths = save_outputs(analysis, images, labels, out, rows=args.rows, split=args.split)
+    text = f"Checkpoint {args.checkpoint}, {module.name} {args.split} split.\n\n"
+    text += analysis.to_markdown()
+    (out / "units.md").write_text(text)
+    print(text, end="")
+    print("wrote " + ", ".join(str(p) for p in [*paths.values(), out / "units.md"]), flush=True)
+    if args.wandb:
+        _log_to_wandb(analysis, paths, args, module.name)
+    return 0
+
+
+def save_outputs(
+    analysis: UnitAnalysis, images: Any, labels: Any, out: Path, *, rows: int, split: str
+) -> dict[str, Path]:
+    """Grids of units and random directions, the purity histogram, and ``units.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for kind in ("unit", "random"):
+        if kind == "unit" and len(analysis.units) == 0:
+            continue
+        figure = direction_grid(analysis, images, labels, kind, rows=rows)
+        paths[kind] = save_figure(figure, out / f"{kind}_directions.png")
+    k = analysis.top_k
+    edges = [(j - 0.5) / k for j in range(1, k + 2)]
+    figure = histograms(
+        {
+            "units": analysis.unit_purity,
+            "random directions": analysis.random_purity,
+            f"{k} random images": analysis.baseline_purity,
+        },
+        bins=edges,
+        xlabel=f"label purity of the top {k} images",
+        title=f"Layer {analysis.layer}, {analysis.num_images} {split} images",
+    )
+    paths["purity"] = save_figure(figure, out / "purity.png")
+    record = {
+        "layer": analysis.layer,
+        "layer_shape": list(analysis.layer_shape),
+        "split": split,
+        "seed": analysis.seed,
+        "summary": analysis.summary(),
+        "units": analysis.units.tolist(),
+        "unit_purity": analysis.unit_purity.tolist(),
+        "unit_top": analysis.unit_top.tolist(),
+        "random_purity": analysis.random_purity.tolist(),
+        "random_top": analysis.random_top.tolist(),
+        "baseline_purity": analysis.baseline_purity.tolist(),
+    }
+    paths["json"] = out / "units.json"
+    paths["json"].write_text(json.dumps(record, indent=1) + "\n")
+    return paths
+
+
+def _log_to_wandb(
+    analysis: UnitAnalysis, paths: dict[str, Path], args: argparse.Namespace, dataset: str
+) -> None:
+    import wandb
+
+    from cli.tracking import wandb_mode
+
+    run = wandb.init(
+        project=args.wandb_project,
+        job_type="units",
+        mode=wandb_mode("auto"),
+        config={
+            "checkpoint": str(args.checkpoint),
+            "layer": args.layer,
+            "dataset": dataset,
+            "split": args.split,
+            "directions": args.directions,
+            "top_k": args.top_k,
+            "seed": args.seed,
+        },
+    )
+    try:
+        images = {
+            f"units/{kind}_grid": wandb.Image(str(path))
+            for kind, path in paths.items()
+            if path.suffix == ".png"
+        }
+        purities = [
+            [kind, i, float(value)]
+            for kind, values in (
+                ("unit", analysis.unit_purity),
+                ("random", analysis.random_purity),
+                ("baseline", analysis.baseline_purity),
+            )
+            for i, value in enumerate(values)
+        ]
+        table = wandb.Table(columns=["kind", "index", "purity"], data=purities)
+        run.log({**images, "units/purity": table})
+        run.summary.update(analysis.summary())
+        print(f"W&B run: {run.url or Path(run.dir).parent}")
+    finally:
+        run.finish()
