@@ -37,13 +37,17 @@ def _reconstruct_function() -> Any:
     return _reconstruct
 
 
+class RefusedGlobalError(pickle.UnpicklingError):
+    """A pickle asked for a global that :class:`NumpyOnlyUnpickler` does not admit."""
+
+
 class NumpyOnlyUnpickler(pickle.Unpickler):
     """An unpickler that can rebuild numpy arrays and nothing else.
 
     The only globals a pickle may name are those numpy's own array pickles use
     (``numpy.core.multiarray._reconstruct`` or its numpy 2 name, ``numpy.ndarray``,
     ``numpy.dtype``); any other (``os.system``, ``builtins.eval``, ...) raises
-    :class:`pickle.UnpicklingError` before it is looked up, so it is never called.
+    :class:`RefusedGlobalError` before it is looked up, so it is never called.
     """
 
     ALLOWED: frozenset[tuple[str, str]] = frozenset(
@@ -57,7 +61,7 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(
+            raise RefusedGlobalError(
                 f"refused global {module}.{name}: only numpy array reconstruction is allowed"
             )
         if name == "_reconstruct":
@@ -65,16 +69,28 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         return getattr(np, name)
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("refused persistent id: only numpy arrays are allowed")
+        raise RefusedGlobalError("refused persistent id: only numpy arrays are allowed")
+
+
+# What a damaged pickle raises while numpy rebuilds its arrays.
+_PICKLE_ERRORS = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    AttributeError,
+)
 
 
 def load_numpy_pickle(data: bytes, *, what: str) -> Any:
     """Unpickle ``data`` with :class:`NumpyOnlyUnpickler` (Python 2 strings as latin-1)."""
     try:
         return NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except pickle.UnpicklingError as error:
+    except RefusedGlobalError as error:
         raise DataSourceError(f"{what}: refused ({error})") from None
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as error:
+    except _PICKLE_ERRORS as error:
         raise DataSourceError(f"{what}: not a readable pickle ({error!r})") from None
 
 

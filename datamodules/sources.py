@@ -210,12 +210,12 @@ class Source(ABC):
 class IdxFolder(Source):
     """The four IDX files of MNIST or Fashion-MNIST in a folder, plain or gzipped."""
 
-    def __init__(self, spec: DatasetSpec, folder: Path, label: str) -> None:
-        self.spec, self.folder, self.label = spec, folder, label
+    def __init__(self, spec: DatasetSpec, folder: Path, label: str, *, hint: str = "") -> None:
+        self.spec, self.folder, self.label, self.hint = spec, folder, label, hint
 
     def load(self) -> RawData:
         if not self.folder.is_dir():
-            raise DataSourceError(f"no folder {self.folder}")
+            raise DataSourceError(f"no such folder{self.hint}")
         return RawData.from_arrays({part: self._read(part) for part in PARTS})
 
     def _read(self, part: str) -> np.ndarray:
@@ -259,7 +259,7 @@ class CifarFolder(Source):
 
     def load(self) -> RawData:
         if not self.folder.is_dir():
-            raise DataSourceError(f"no folder {self.folder}")
+            raise DataSourceError("no such folder")
         missing = [name for name in self.md5s if not (self.folder / name).is_file()]
         if missing:
             raise DataSourceError(f"{self.folder} lacks {', '.join(missing)}")
@@ -389,6 +389,7 @@ def default_sources(spec: DatasetSpec, data_dir: Path, download_timeout: float) 
                 spec,
                 DEBIAN_FASHION_MNIST,
                 f"Debian package dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})",
+                hint=" (apt-get install dataset-fashion-mnist provides it)",
             )
         )
     return sources
