@@ -158,3 +158,20 @@ def test_no_validation_when_val_size_is_zero(real_mnist_dir: Path, tmp_path: Pat
     model = Recorder()
     _trainer(tmp_path, max_epochs=1).fit(model, datamodule=module)
     assert model.seen["val"] == {} and len(model.seen["train"][0]) == 2
+
+
+def test_checkpoints_hold_the_data_settings_as_plain_values(
+    real_mnist_dir: Path, tmp_path: Path
+) -> None:
+    from configs.schema import DatasetName, TrainSplit
+
+    module = ImageDataModule(
+        name=DatasetName.mnist, split=TrainSplit.p1, data_dir=real_mnist_dir, val_size=0,
+        train_subset=100, batch_size=50,
+    )  # fmt: skip
+    trainer = _trainer(tmp_path, max_epochs=1)
+    trainer.fit(Recorder(), datamodule=module)
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    content = torch.load(tmp_path / "last.ckpt", weights_only=True)  # no classes inside
+    saved = content["datamodule_hyper_parameters"]
+    assert saved["name"] == "mnist" and type(saved["split"]) is str and saved["val_size"] == 0
