@@ -1,0 +1,118 @@
+"""`intriguing train`: every preset runs, real training learns, resume continues, W&B holds
+what was logged, bad configs exit 2 without a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from configs import available
+from datamodules import build_datamodule
+from trainers import load_classifier
+
+from .conftest import read_summary, wandb_summary
+
+FAST = ["trainer.enable_progress_bar=false", "data.train_subset=512", "data.test_subset=256"]
+
+
+@pytest.mark.parametrize("experiment", available("experiment"))
+def test_every_experiment_preset_runs_a_fast_dev_run(experiment, run_cli, tmp_path: Path) -> None:
+    outcome = run_cli(
+        "train",
+        f"experiment={experiment}",
+        "trainer.fast_dev_run=true",
+        "model.autoencoder.pretrain_epochs=1",
+        "logger=none",
+        f"output_dir={tmp_path}",
+        *FAST,
+    )
+    assert outcome.code == 0, outcome.err
+    assert "test/error" in outcome.out
+
+
+def test_short_real_training_reaches_an_asserted_error(run_cli, tmp_path: Path) -> None:
+    outcome = run_cli(
+        "train",
+        "experiment=fc100-100-10",
+        "trainer.max_epochs=3",
+        "data.train_subset=10000",
+        "data.test_subset=2000",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        f"output_dir={tmp_path}",
+    )
+    assert outcome.code == 0, outcome.err
+    summary = read_summary(tmp_path, "fc100-100-10")
+    # 10,000 real MNIST images, 3 epochs: about 6% on the whole test set and 8.6% on its
+    # harder first 2,000 images (measured); chance is 90%.
+    assert summary["metrics"]["test/error"] < 0.12
+    assert summary["metrics"]["train/error"] < 0.08
+    assert summary["epochs"] == 3
+    # The checkpoint reloads with weights only and gives the same error on the same images.
+    model = load_classifier(summary["checkpoint"])
+    datamodule = build_datamodule({"name": "mnist", "test_subset": 2000})
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images, labels = datamodule.tensors("test")
+    with torch.no_grad():
+        error = (model(images).argmax(1) != labels).float().mean().item()
+    assert error == pytest.approx(summary["metrics"]["test/error"], abs=1e-6)
+
+
+def test_resume_continues_from_the_saved_step_and_the_same_wandb_run(
+    run_cli, tmp_path: Path
+) -> None:
+    common = ["experiment=fc100-100-10", f"output_dir={tmp_path}", *FAST]
+    assert run_cli("train", *common, "trainer.max_epochs=2").code == 0
+    first = read_summary(tmp_path, "fc100-100-10")
+    checkpoint = torch.load(first["checkpoint"], weights_only=True)
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 2 * 512 // 64
+
+    outcome = run_cli("train", *common, "trainer.max_epochs=3", "resume=last")
+    assert outcome.code == 0, outcome.err
+    second = read_summary(tmp_path, "fc100-100-10")
+    assert second["run_dir"] == first["run_dir"]  # the same run folder, not a new run
+    resumed = torch.load(second["checkpoint"], weights_only=True)
+    assert resumed["global_step"] == 3 * 512 // 64  # continued, not restarted
+    # The same W&B run: offline, W&B writes each session to a folder of its own, under the
+    # same run id (syncing puts them together).
+    assert second["logs"].rsplit("-", 1)[1] == first["logs"].rsplit("-", 1)[1]
+    logged = wandb_summary(second["logs"])
+    assert logged["run_id"] == first["logs"].rsplit("-", 1)[1]
+    assert logged["summary"]["trainer/global_step"] == 3 * 512 // 64
+
+
+def test_offline_wandb_run_holds_config_and_metrics(run_cli, tmp_path: Path) -> None:
+    outcome = run_cli(
+        "train", "experiment=fc10-1e-2", f"output_dir={tmp_path}", "trainer.max_epochs=1", *FAST
+    )
+    assert outcome.code == 0, outcome.err
+    summary = read_summary(tmp_path, "fc10-1e-2")
+    assert "offline-run" in summary["logs"]
+    logged = wandb_summary(summary["logs"])
+    assert logged["state"] == "finished"
+    assert logged["config"]["model"]["weight_decay"] == [0.01]
+    assert logged["config"]["optim"]["name"] == "adam"
+    metrics = logged["summary"]
+    assert metrics["test/error"] == pytest.approx(summary["metrics"]["test/error"])
+    for key in ("train/error", "train/loss", "val/error", "val/loss", "test/loss"):
+        assert key in metrics
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["trainer.max_epochz=3"], "trainer.max_epochz"),
+        (["model.weight_decay=abc"], "model.weight_decay"),
+        (["experiment=nope"], "experiment=nope"),
+        (["resume=/no/such.ckpt"], "resume=/no/such.ckpt"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line_and_no_traceback(run_process, words, message) -> None:
+    outcome = run_process("train", *words, "logger=none")
+    assert outcome.code == 2
+    assert message in outcome.err
+    assert "Traceback" not in outcome.err
+    assert len(outcome.err.strip().splitlines()) == 1
