@@ -9,6 +9,7 @@ writes what a later step needs (the run folder with its checkpoints, ``config.ya
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,30 @@ class RunSummary:
     @classmethod
     def load(cls, run_dir: str | Path) -> RunSummary:
         return cls(**json.loads((Path(run_dir) / SUMMARY_FILE).read_text()))
+
+
+RUN_DIR_VARIABLE = "INTRIGUING_RUN_DIR"
+
+
+def choose_run_dir(config: DictConfig, resume_dir: Path | None) -> Path:
+    """The run's folder, the same in every process of a distributed run.
+
+    ``run_dir=PATH`` names it (needed under torchrun or SLURM, where processes start on
+    their own); a resumed run keeps its folder; the processes that Lightning itself starts
+    for DDP inherit the folder of the process that started them; else a new folder.
+    """
+    if config.run_dir:
+        path = Path(config.run_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    if resume_dir is not None:
+        return resume_dir
+    inherited = os.environ.get(RUN_DIR_VARIABLE)
+    if inherited and rank_zero_only.rank != 0:
+        return Path(inherited)
+    path = new_run_dir(config.output_dir, config.name)
+    os.environ[RUN_DIR_VARIABLE] = str(path)  # for the DDP processes Lightning starts next
+    return path
 
 
 def new_run_dir(output_dir: str, name: str) -> Path:
@@ -216,8 +241,8 @@ def run_experiment(
     started = time.perf_counter()
     pl.seed_everything(config.seed, workers=True, verbose=False)
     resume_checkpoint, resume_dir = resolve_resume(config)
-    run_dir = resume_dir or new_run_dir(config.output_dir, config.name)
-    (run_dir / CONFIG_FILE).write_text(to_yaml(config))
+    run_dir = choose_run_dir(config, resume_dir)
+    _write_on_rank_zero(run_dir / CONFIG_FILE, to_yaml(config))
 
     datamodule = build_datamodule(to_container(config)["data"])
     module = build_classifier(config, datamodule, run_dir, resuming=resume_checkpoint is not None)
@@ -275,6 +300,11 @@ def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
 @rank_zero_only
 def _save_on_rank_zero(summary: RunSummary) -> None:
     summary.save()
+
+
+@rank_zero_only
+def _write_on_rank_zero(path: Path, text: str) -> None:
+    path.write_text(text)
 
 
 def _last_checkpoint(callback: Callback) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from analysis.spectral import SpectralBounds, network_bounds
@@ -77,6 +78,7 @@ def _log_to_wandb(bounds: SpectralBounds, args: argparse.Namespace, family: str)
         project=args.wandb_project,
         job_type="spectral",
         mode=wandb_mode("auto"),
+        dir=os.environ.get("WANDB_DIR"),  # read now: one process may start several runs
         config={"checkpoint": str(args.checkpoint), "family": family, "tol": args.tol},
     )
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,7 @@ def _log_to_wandb(
         project=args.wandb_project,
         job_type="units",
         mode=wandb_mode("auto"),
+        dir=os.environ.get("WANDB_DIR"),  # read now: one process may start several runs
         config={
             "checkpoint": str(args.checkpoint),
             "layer": args.layer,

@@ -271,8 +271,11 @@ class SpectralConfig:
 class ExperimentConfig:
     name: str = "experiment"
     seed: int = 0
-    # Everything a run writes (checkpoints, W&B and CSV runs) goes below this folder.
+    # Everything a run writes (checkpoints, W&B and CSV runs) goes below this folder, in a
+    # new folder OUTPUT_DIR/NAME/DATE-TIME per run ...
     output_dir: str = "outputs"
+    # ... or exactly here (give it to every process when torchrun or SLURM starts them).
+    run_dir: str | None = None
     # Resume training from this Lightning checkpoint ("last": this run's last checkpoint).
     resume: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)

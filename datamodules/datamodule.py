@@ -81,7 +81,8 @@ class ImageDataModule(pl.LightningDataModule):
                 "split_seed": self.split_seed,
                 "on_device": self.on_device,
                 "download_timeout": self.download_timeout,
-            }
+            },
+            logger=False,  # the run's whole config is logged already, under "data"
         )
         self._raw: RawData | None = None
         self._tensors: dict[str, Tensor] | None = None

@@ -40,7 +40,9 @@ class SparseAutoencoder(LightningModule):
         lr: float = 1e-3,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Saved into checkpoints (plain values, so they load with weights_only); not sent to
+        # the logger, which gets the run's whole config.
+        self.save_hyperparameters(logger=False)
         self.encoder = sparse_encoder(input_shape, hidden)
         self.decoder = sparse_decoder(input_shape, hidden)
         self.val_reconstruction = MeanMetric()

@@ -43,7 +43,9 @@ class ImageClassifier(LightningModule):
         num_classes: int,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Saved into checkpoints (plain values, so they load with weights_only); not sent to
+        # the logger, which gets the run's whole config.
+        self.save_hyperparameters(logger=False)
         self.model_config = dict(model)
         self.optim_config = dict(optim)
         self.network: StagedNetwork = build_network(self.model_config, input_shape, num_classes)
