@@ -27,7 +27,8 @@ Every example is its own problem, solved side by side in one batch:
   relative decrease, iteration limit),
 - its own search over ``c``: multiply by ``c_factor`` until the minimiser is adversarial (or
   divide until it is not), then bisect geometrically; after each solve an example starts its
-  next one at once, without waiting for the others.
+  next one at once (at the previous minimiser, or at ``x`` with ``warm_start=False``),
+  without waiting for the others.
 
 The best (smallest) adversarial point that any evaluation of an example produced is kept:
 every minimiser, and every point its line searches visited. An evaluated point counts as
@@ -121,6 +122,12 @@ class LBFGSAttack(Attack):
             then ends at its last point).
         margin: logit margin past the decision boundary for a point to count as adversarial.
         compact_fraction: drop finished examples from the state once this fraction is done.
+        warm_start: start each solve after the first at the previous solve's minimiser
+            (default) instead of at ``x``; the objective and the search over ``c`` are the
+            same, the solves take fewer steps.
+
+    The defaults are the setting that ``benchmarks/attack_speed.py`` reports: 9 solves of
+    at most 100 iterations each, as advertorch's defaults, with 5 curvature pairs.
     """
 
     name = "lbfgs"
@@ -135,12 +142,13 @@ class LBFGSAttack(Attack):
         max_iterations: int = 100,
         initial_c: float = 1.0,
         c_factor: float = 10.0,
-        history: int = 10,
+        history: int = 5,
         gradient_tolerance: float = 1e-5,
-        loss_tolerance: float = 1e-6,
+        loss_tolerance: float = 1e-4,
         line_search_steps: int = 20,
         margin: float = 1e-3,
         compact_fraction: float = 0.25,
+        warm_start: bool = True,
     ) -> None:
         super().__init__(model, bounds=bounds, layer=layer)
         checks = {
@@ -167,6 +175,7 @@ class LBFGSAttack(Attack):
         self.line_search_steps = int(line_search_steps)
         self.margin = float(margin)
         self.compact_fraction = float(compact_fraction)
+        self.warm_start = bool(warm_start)
 
     # -- the attack -------------------------------------------------------------------------
 
@@ -307,11 +316,12 @@ class LBFGSAttack(Attack):
 
         # Finished solves feed the search over c; then the next solve starts from x.
         finished = converged | stalled
+        previous_c = state.c
         if finished.any():
             self._next_c(state, finished)
         restart = finished & ~state.done
         if restart.any():
-            self._restart(state, restart)
+            self._restart(state, restart, previous_c)
         need_direction = (accept & ~finished) | restart
         if need_direction.any():
             self._new_directions(state, need_direction)
@@ -353,13 +363,28 @@ class LBFGSAttack(Attack):
         state.steps = state.steps + finished.long()
         state.done = state.done | (finished & (state.steps >= self.search_steps))
 
-    def _restart(self, state: _State, rows: Tensor) -> None:
-        """Start a new solve at ``x`` for ``rows``: clean history, cached loss and gradient."""
+    def _restart(self, state: _State, rows: Tensor, previous_c: Tensor) -> None:
+        """Start a new solve for ``rows`` with a clean history.
+
+        Cold: at ``x``, with the loss and gradient cached there. Warm: at the previous solve's
+        minimiser, whose loss and loss gradient are recovered from its objective and gradient
+        (no extra evaluation).
+        """
         mask = rows[:, None]
+        if self.warm_start:
+            step = state.z - state.origin
+            loss = (state.f - step.pow(2).sum(dim=1)) / previous_c
+            grad = (state.g - 2.0 * step) / previous_c[:, None]
+            state.f = torch.where(rows, step.pow(2).sum(dim=1) + state.c * loss, state.f)
+            state.g = torch.where(mask, 2.0 * step + state.c[:, None] * grad, state.g)
+            return self._clear_restart(state, rows)
         state.z = torch.where(mask, state.origin, state.z)
         state.f = torch.where(rows, state.c * state.loss0, state.f)
         state.g = torch.where(mask, state.c[:, None] * state.grad0, state.g)
         state.z_adversarial = state.z_adversarial & ~rows
+        self._clear_restart(state, rows)
+
+    def _clear_restart(self, state: _State, rows: Tensor) -> None:
         state.iterations = torch.where(rows, 0, state.iterations)
         state.backtracks = torch.where(rows, 0, state.backtracks)
         self._clear_history(state, rows)
