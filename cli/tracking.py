@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import netrc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -99,3 +101,42 @@ def finish(logger: Logger | None) -> None:
 
         if wandb.run is not None:
             wandb.finish()
+
+
+def add_wandb_arguments(parser: Any) -> None:
+    """``--wandb``, ``--wandb-project`` and ``--wandb-group`` for commands that are not
+    training runs (attack, transfer, units, spectral)."""
+    parser.add_argument("--wandb", action="store_true", help="log results to a W&B run")
+    parser.add_argument("--wandb-project", default="intriguing", help="W&B project")
+    parser.add_argument("--wandb-group", default=None, help="W&B group of the run")
+
+
+@contextmanager
+def analysis_run(
+    args: Any, *, job_type: str, config: dict[str, Any], name: str | None = None
+) -> Iterator[Any]:
+    """A W&B run for an analysis command when ``args.wandb`` is set, else ``None``.
+
+    The run is finished when the block ends, so that a process can start several runs;
+    its mode follows :func:`wandb_mode` (offline without credentials).
+    """
+    if not getattr(args, "wandb", False):
+        yield None
+        return
+    import wandb
+
+    run = wandb.init(
+        project=args.wandb_project,
+        group=getattr(args, "wandb_group", None),
+        name=name,
+        job_type=job_type,
+        mode=wandb_mode("auto"),
+        dir=os.environ.get("WANDB_DIR"),
+        config=config,
+        reinit="finish_previous",
+    )
+    try:
+        yield run
+        print(f"W&B run: {run.url or Path(run.dir).parent}")
+    finally:
+        run.finish()
