@@ -302,3 +302,13 @@ def test_trained_net_never_beats_its_bound_on_lbfgs_adversarial_pairs(
     after = {name for name, _ in trained_conv.stages_after(layer)}
     bound = math.prod(stage.bound for stage in bounds.stages if stage.name in after)
     assert 0 < float(ratios.max()) <= bound
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bounds_on_a_cuda_network_equal_those_on_the_cpu(trained_conv) -> None:
+    import copy
+
+    on_gpu = copy.deepcopy(trained_conv).cuda()
+    cpu, gpu = network_bounds(trained_conv), network_bounds(on_gpu)
+    for a, b in zip(cpu.layers, gpu.layers, strict=True):
+        assert b.bound == pytest.approx(a.bound, rel=1e-6)

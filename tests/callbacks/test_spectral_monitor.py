@@ -125,3 +125,51 @@ def test_monitor_refuses_a_module_without_a_staged_network(tmp_path: Path) -> No
 
     with pytest.raises(ValueError, match="StagedNetwork"):
         trainer(tmp_path, 1, SpectralMonitor()).fit(Plain(), tiny_loader())
+
+
+DDP_SCRIPT = """
+import json, sys
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from callbacks import SpectralMonitor
+from trainers import ImageClassifier
+
+model_config, optim_config, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+torch.manual_seed(0)
+generator = torch.Generator().manual_seed(0)
+images = torch.rand(64, 1, 8, 8, generator=generator)
+labels = torch.arange(64) % 3
+model = ImageClassifier(
+    model=model_config, optim=optim_config, input_shape=(1, 8, 8), num_classes=3
+)
+monitor = SpectralMonitor()
+trainer = pl.Trainer(
+    max_epochs=2, accelerator="cpu", devices=2, strategy="ddp", callbacks=[monitor],
+    logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    enable_model_summary=False, default_root_dir=out,
+)
+trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=16))
+logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("spectral/")}
+with open(f"{out}/rank{trainer.global_rank}.json", "w") as handle:
+    json.dump({"history": monitor.history, "logged": logged}, handle)
+"""
+
+
+@pytest.mark.ddp
+def test_monitor_under_ddp_gives_every_rank_the_same_bounds(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_monitor.py"
+    script.write_text(DDP_SCRIPT)
+    command = [sys.executable, str(script), json.dumps(MODEL), json.dumps(OPTIM), str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]["history"]) == 2
+    assert ranks[0]["history"] == ranks[1]["history"]
+    assert ranks[0]["logged"] == ranks[1]["logged"]
+    logged = ranks[0]["logged"]["spectral/product"]  # logged as float32
+    assert logged == pytest.approx(ranks[0]["history"][-1]["spectral/product"], rel=1e-6)
