@@ -94,10 +94,11 @@ class BudgetAttack(Attack):
             clean = is_adversarial(problem.forward(origin).float(), problem.labels, problem.target)
         best_distortion = torch.where(clean, 0.0, math.inf).to(origin)
         evaluations = torch.zeros(batch, dtype=torch.long, device=device)
-        budget = origin.new_full((batch,), max(self.budget, 1e-6))
+        ceiling = self._largest_budget(problem)
+        first = self.budget if self.budget > 0 else 0.1 * min(ceiling, 1.0)
+        budget = origin.new_full((batch,), first)
         lower = torch.zeros_like(budget)
         upper = torch.full_like(budget, math.inf)
-        ceiling = self._largest_budget(problem)
         with self._random_source(device) as random:
             start = None if random is None else random.get_state()
             for _ in range(steps):

@@ -20,10 +20,11 @@ _MATCHING_STEPS = 40  # bisection steps when scaling noise to a distortion
 class GaussianNoise(BudgetAttack):
     """Add Gaussian noise, projected onto the box.
 
-    Give exactly one of ``stddev`` (noise ``N(0, stddev^2)`` per element) or ``distortion``
-    (each example's noise scaled so that the paper's distortion of the result, after the
-    projection onto the box, is this value; where the box makes it unreachable, the largest
-    reachable). A per-example tensor of distortions can be passed to the call instead::
+    Give ``stddev`` (noise ``N(0, stddev^2)`` per element) or ``distortion`` (each example's
+    noise scaled so that the paper's distortion of the result, after the projection onto the
+    box, is this value; where the box makes it unreachable, the largest reachable), which
+    takes precedence. A per-example tensor of distortions can be passed to the call
+    instead (required when both are None)::
 
         GaussianNoise(model, stddev=0.1)(x, y)
         GaussianNoise(model, distortion=0.058)(x, y)
@@ -46,14 +47,13 @@ class GaussianNoise(BudgetAttack):
     ) -> None:
         if distortion is not None:
             stddev = None
-        if stddev is None and distortion is None:
-            raise ValueError("GaussianNoise: give stddev or distortion")
-        matched = distortion is not None
-        budget = float(distortion if matched else stddev)  # type: ignore[arg-type]
+        matched = stddev is None
+        budget = float(stddev if stddev is not None else (distortion or 0.0))
         super().__init__(model, budget=budget, bounds=bounds, layer=layer, generator=generator)
         self.matched = matched
         self.uses_randomness = True
-        self._distortion: Tensor | None = None
+        #: With neither stddev nor distortion, every call must give ``distortion``.
+        self.needs_distortion = stddev is None and distortion is None
 
     @property
     def stddev(self) -> float | None:
@@ -69,6 +69,10 @@ class GaussianNoise(BudgetAttack):
     ) -> AttackResult:
         """Noise of the configured size, or matched to ``distortion`` (one per example)."""
         if distortion is None:
+            if self.needs_distortion:
+                raise ValueError(
+                    "GaussianNoise: give stddev or distortion (here, or to the constructor)"
+                )
             return super().__call__(x, y, target)
         wanted = torch.as_tensor(distortion, dtype=torch.float32, device=x.device)
         wanted = wanted.expand(x.shape[:1]) if wanted.ndim == 0 else wanted
