@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+from typing import Any
 
 from analysis.spectral import SpectralBounds, network_bounds
+from cli.tracking import add_wandb_arguments, analysis_run
 from trainers import load_classifier
 
 
@@ -26,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
     parser.add_argument("--markdown", metavar="OUT.md", help="also write the tables here")
     parser.add_argument("--json", metavar="OUT.json", help="also write every layer's record here")
-    parser.add_argument("--wandb", action="store_true", help="log the table and values to W&B")
-    parser.add_argument("--wandb-project", default="intriguing", help="W&B project (intriguing)")
+    add_wandb_arguments(parser)
     parser.add_argument(
         "--dense-limit",
         type=int,
@@ -56,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         record = {"checkpoint": str(args.checkpoint), **bounds.summary(), "layers": bounds.rows()}
         _write(Path(args.json), json.dumps(record, indent=2) + "\n")
-    if args.wandb:
-        _log_to_wandb(bounds, args, family)
+    config = {"checkpoint": str(args.checkpoint), "family": family, "tol": args.tol}
+    with analysis_run(args, job_type="spectral", config=config) as run:
+        if run is not None:
+            _log(run, bounds)
     return 0
 
 
@@ -67,25 +69,12 @@ def _write(path: Path, text: str) -> None:
     print(f"wrote {path}")
 
 
-def _log_to_wandb(bounds: SpectralBounds, args: argparse.Namespace, family: str) -> None:
+def _log(run: Any, bounds: SpectralBounds) -> None:
+    """The per-layer table and the per-stage and product values, to a W&B run."""
     import wandb
-
-    from cli.tracking import wandb_mode
 
     rows = bounds.rows()
     columns = list(rows[0])
-    run = wandb.init(
-        project=args.wandb_project,
-        job_type="spectral",
-        mode=wandb_mode("auto"),
-        dir=os.environ.get("WANDB_DIR"),  # read now: one process may start several runs
-        config={"checkpoint": str(args.checkpoint), "family": family, "tol": args.tol},
-    )
-    try:
-        run.log(
-            {"spectral/layers": wandb.Table(columns=columns, data=[list(r.values()) for r in rows])}
-        )
-        run.summary.update(bounds.summary())
-        print(f"W&B run: {run.url or Path(run.dir).parent}")
-    finally:
-        run.finish()
+    table = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])
+    run.log({"spectral/layers": table})
+    run.summary.update(bounds.summary())

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from analysis.plots import histograms, save_figure
 from analysis.units import UnitAnalysis, analyse_units, direction_grid
+from cli.tracking import add_wandb_arguments, analysis_run
 from datamodules import TENSOR_SPLITS, build_datamodule
 from datamodules.datamodule import DATA_KEYS
 from trainers import CheckpointError, load_classifier
@@ -54,8 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--batch-size", type=_positive, default=500, help="images per forward (500)"
     )
-    parser.add_argument("--wandb", action="store_true", help="log grids and numbers to W&B")
-    parser.add_argument("--wandb-project", default="intriguing", help="W&B project (intriguing)")
+    add_wandb_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -105,8 +104,18 @@ def run(args: argparse.Namespace) -> int:
     (out / "units.md").write_text(text)
     print(text, end="")
     print("wrote " + ", ".join(str(p) for p in [*paths.values(), out / "units.md"]), flush=True)
-    if args.wandb:
-        _log_to_wandb(analysis, paths, args, module.name)
+    config = {
+        "checkpoint": str(args.checkpoint),
+        "layer": args.layer,
+        "dataset": module.name,
+        "split": args.split,
+        "directions": args.directions,
+        "top_k": args.top_k,
+        "seed": args.seed,
+    }
+    with analysis_run(args, job_type="units", config=config) as run:
+        if run is not None:
+            _log(run, analysis, paths)
     return 0
 
 
@@ -152,46 +161,24 @@ def save_outputs(
     return paths
 
 
-def _log_to_wandb(
-    analysis: UnitAnalysis, paths: dict[str, Path], args: argparse.Namespace, dataset: str
-) -> None:
+def _log(run: Any, analysis: UnitAnalysis, paths: dict[str, Path]) -> None:
+    """The grids and histogram as images, every purity as a table, the numbers as summary."""
     import wandb
 
-    from cli.tracking import wandb_mode
-
-    run = wandb.init(
-        project=args.wandb_project,
-        job_type="units",
-        mode=wandb_mode("auto"),
-        dir=os.environ.get("WANDB_DIR"),  # read now: one process may start several runs
-        config={
-            "checkpoint": str(args.checkpoint),
-            "layer": args.layer,
-            "dataset": dataset,
-            "split": args.split,
-            "directions": args.directions,
-            "top_k": args.top_k,
-            "seed": args.seed,
-        },
-    )
-    try:
-        images = {
-            f"units/{kind}_grid": wandb.Image(str(path))
-            for kind, path in paths.items()
-            if path.suffix == ".png"
-        }
-        purities = [
-            [kind, i, float(value)]
-            for kind, values in (
-                ("unit", analysis.unit_purity),
-                ("random", analysis.random_purity),
-                ("baseline", analysis.baseline_purity),
-            )
-            for i, value in enumerate(values)
-        ]
-        table = wandb.Table(columns=["kind", "index", "purity"], data=purities)
-        run.log({**images, "units/purity": table})
-        run.summary.update(analysis.summary())
-        print(f"W&B run: {run.url or Path(run.dir).parent}")
-    finally:
-        run.finish()
+    images = {
+        f"units/{kind}_grid": wandb.Image(str(path))
+        for kind, path in paths.items()
+        if path.suffix == ".png"
+    }
+    purities = [
+        [kind, i, float(value)]
+        for kind, values in (
+            ("unit", analysis.unit_purity),
+            ("random", analysis.random_purity),
+            ("baseline", analysis.baseline_purity),
+        )
+        for i, value in enumerate(values)
+    ]
+    table = wandb.Table(columns=["kind", "index", "purity"], data=purities)
+    run.log({**images, "units/purity": table})
+    run.summary.update(analysis.summary())
