@@ -1,3 +1,5 @@
-"""Placeholder; filled in by its issue."""
+"""Lightning callbacks: thin glue over attacks/ and analysis/ (backfeed, transfer, spectral)."""
 
+from callbacks.backfeed import AdversarialBackfeed as AdversarialBackfeed
+from callbacks.pool import AdversarialPool as AdversarialPool
 from callbacks.spectral import SpectralMonitor as SpectralMonitor

@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from callbacks import AdversarialBackfeed, SpectralMonitor
 from cli import tracking
 from configs import ConfigError, to_container, to_yaml
 from datamodules import build_datamodule
@@ -160,6 +161,31 @@ def build_trainer(
     )
 
 
+def training_callbacks(config: DictConfig) -> list[Callback]:
+    """The research callbacks the config switches on: backfeed, spectral monitor, ..."""
+    container = to_container(config)
+    callbacks: list[Callback] = []
+    if config.backfeed.enabled:
+        section = container["backfeed"]
+        callbacks.append(
+            AdversarialBackfeed(
+                pool_size=section["pool_size"],
+                mix_ratio=section["mix_ratio"],
+                refresh_fraction=section["refresh_fraction"],
+                refresh_every_n_steps=section["refresh_every_n_steps"],
+                generator=section["generator"],
+                layers=section["layers"],
+                alternate=section["alternate"],
+                val_attack=section["val_attack"] if section["val_subset"] else None,
+                val_subset=section["val_subset"],
+                seed=config.seed,
+            )
+        )
+    if config.spectral.enabled:
+        callbacks.append(SpectralMonitor(every_n_epochs=config.spectral.every_n_epochs))
+    return callbacks
+
+
 def _checkpoint_callback(config: DictConfig, run_dir: Path, has_validation: bool) -> Callback:
     section = config.checkpoint
     monitor = section.monitor if has_validation else None
@@ -251,6 +277,7 @@ def run_experiment(
     callbacks: list[Callback] = (
         [_checkpoint_callback(config, run_dir, has_validation)] if checkpointing else []
     )
+    callbacks += training_callbacks(config)
     callbacks += extra_callbacks or []
 
     id_file = run_dir / WANDB_ID_FILE

@@ -45,7 +45,7 @@ def test_replacement_is_a_random_subset_and_ages_are_tracked() -> None:
 def test_sample_draws_distinct_stored_examples() -> None:
     pool, rng = make_pool(), torch.Generator().manual_seed(0)
     pool.add(*batch(0, 7), step=0, generator=rng)
-    examples, labels = pool.sample(5, generator=rng)
+    _, labels = pool.sample(5, generator=rng)
     assert len(set(labels.tolist())) == 5 and set(labels.tolist()) <= set(range(7))
     assert len(pool.sample(50, generator=rng)[1]) == 7
 

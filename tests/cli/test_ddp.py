@@ -46,3 +46,40 @@ def test_ddp_on_two_cpu_processes_matches_single_process_evaluation(
     with torch.no_grad():
         error = (model(images).argmax(1) != labels).float().mean().item()
     assert summary["metrics"]["test/error"] == pytest.approx(error, abs=1e-6)
+
+
+@pytest.mark.ddp
+def test_backfeed_under_ddp_keeps_a_pool_per_process_and_reduces_its_figures(
+    run_process, tmp_path: Path
+) -> None:
+    outcome = run_process(
+        "train",
+        "experiment=fc100-100-10",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "data.train_subset=1024",
+        "data.val_size=256",
+        "data.test_subset=256",
+        "backfeed.enabled=true",
+        "backfeed.generator.name=fgsm",
+        "backfeed.val_attack.name=fgsm",
+        "backfeed.val_subset=100",
+        "backfeed.pool_size=101",  # odd: the processes keep 51 and 50
+        "backfeed.refresh_fraction=0.5",
+        "logger=csv",
+        f"output_dir={tmp_path / 'out'}",
+        timeout=600,
+    )
+    assert outcome.code == 0, outcome.err[-3000:]
+    summary = read_summary(tmp_path / "out", "fc100-100-10")
+    content = torch.load(summary["checkpoint"], weights_only=True)
+    (state,) = [v for k, v in content["callbacks"].items() if "AdversarialBackfeed" in k]
+    assert state["world_size"] == 2
+    sizes = [rank["pools"]["input"]["size"] for rank in state["ranks"]]
+    assert sizes == [51, 50]
+    # The two processes drew from their own random streams and data shards.
+    first, second = (rank["pools"]["input"]["examples"] for rank in state["ranks"])
+    assert not torch.equal(first[:50], second[:50])
+    assert summary["metrics"]["backfeed/input/pool_size"] == 101  # summed over processes

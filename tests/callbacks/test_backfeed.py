@@ -1,0 +1,206 @@
+"""AdversarialBackfeed: pools fill and refresh, mix into training, log, survive a resume,
+refuse bad settings before training, and keep the model's mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from callbacks import AdversarialBackfeed
+from configs import ConfigError
+from datamodules import build_datamodule
+from trainers import ImageClassifier
+
+FGSM = {"name": "fgsm", "epsilon": 0.2, "norm": "linf"}
+
+
+def datamodule(train: int = 640, val: int = 200) -> pl.LightningDataModule:
+    return build_datamodule(
+        {
+            "name": "mnist",
+            "train_subset": train,
+            "val_size": val,
+            "test_subset": 200,
+            "batch_size": 64,
+        }
+    )
+
+
+def classifier(**model) -> ImageClassifier:
+    spec = {"family": "fc", "hidden": [32, 32], "weight_decay": [0.0], **model}
+    return ImageClassifier(
+        model=spec,
+        optim={"name": "adam", "lr": 1e-3, "schedule": "none"},
+        input_shape=[1, 28, 28],
+        num_classes=10,
+    )
+
+
+def trainer(tmp_path: Path, callbacks: list, epochs: int = 2, **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=epochs,
+        logger=pl.loggers.CSVLogger(tmp_path),
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        inference_mode=False,
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        **kwargs,
+    )
+
+
+class BatchSpy(pl.Callback):
+    """Records how many examples each training step really trained on."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.modes: list[bool] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.modes.append(pl_module.training)
+
+
+def test_pool_fills_refreshes_and_mixes_into_every_batch(tmp_path: Path) -> None:
+    module = classifier()
+    mixed_counts: list[int] = []
+    original = module.mix_in
+    module.mix_in = lambda layer, x, y: (mixed_counts.append(len(y)), original(layer, x, y))[1]
+    backfeed = AdversarialBackfeed(
+        pool_size=300,
+        mix_ratio=0.5,
+        refresh_fraction=0.1,
+        generator=FGSM,
+        val_attack=FGSM,
+        val_subset=100,
+    )
+    fit = trainer(tmp_path, [backfeed])
+    fit.fit(module, datamodule=datamodule())
+    pool = backfeed.pools["input"]
+    # 20 steps x 30 new examples (those the attack made adversarial) into 300 slots.
+    assert pool.size == 300
+    assert pool.made_at_step[: pool.size].max() == fit.global_step - 1
+    assert pool.examples.min() >= 0 and pool.examples.max() <= 1
+    # From the first step on, every batch gets 32 pool examples (half of 64).
+    assert mixed_counts[0] <= 30 and mixed_counts[-1] == 32
+    metrics = fit.callback_metrics
+    for key in (
+        "backfeed/input/pool_size",
+        "backfeed/input/success_rate",
+        "backfeed/input/distortion",
+        "backfeed/input/pool_error",
+        "backfeed/input/age_steps",
+        "backfeed/input/generation_seconds",
+        "val/adv_error",
+        "val/adv_distortion",
+    ):
+        assert key in metrics, key
+    assert metrics["backfeed/input/pool_size"] == 300
+    assert 0 < metrics["backfeed/input/distortion"] <= 0.2 + 1e-6
+
+
+def test_hidden_layer_pools_alternate_and_train_layers_above(tmp_path: Path) -> None:
+    module = classifier(dropout=0.5)
+    calls: list[str] = []
+    original = module.mix_in
+    module.mix_in = lambda layer, x, y: (calls.append(layer), original(layer, x, y))[1]
+    spy = BatchSpy()
+    backfeed = AdversarialBackfeed(
+        pool_size=200,
+        mix_ratio=0.25,
+        refresh_fraction=0.2,
+        generator=FGSM,
+        layers=["input", "fc2"],
+        alternate=True,
+        val_attack=None,
+    )
+    trainer(tmp_path, [backfeed, spy], epochs=1).fit(module, datamodule=datamodule())
+    assert backfeed.pools["fc2"].size > 0 and backfeed.pools["input"].size > 0
+    assert backfeed.pools["fc2"].examples.shape[1:] == (32,)
+    assert backfeed.pools["fc2"].examples.min() >= 0  # inside the ReLU layer's range
+    # One pool per step, in turn; each is refreshed before it is mixed in.
+    assert calls[:4] == ["input", "fc2", "input", "fc2"]
+    # Generation put the model in eval mode (dropout) and training got it back.
+    assert all(spy.modes)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"mix_ratio": 1.5}, "backfeed.mix_ratio"),
+        ({"refresh_fraction": 0.0}, "backfeed.refresh_fraction"),
+        ({"pool_size": 0}, "backfeed.pool_size"),
+    ],
+)
+def test_bad_settings_fail_at_construction(settings, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        AdversarialBackfeed(generator=FGSM, **settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"layers": ["fc9"]}, r"backfeed.layers: 'fc9'"),
+        ({"layers": ["logits"]}, r"backfeed.layers: 'logits'"),
+        ({"pool_size": 5000}, r"backfeed.pool_size=5000 is larger than the training set"),
+    ],
+)
+def test_bad_settings_fail_before_training_starts(tmp_path, settings, message) -> None:
+    module = classifier()
+    steps: list[int] = []
+    module.on_train_batch_start = lambda batch, idx: steps.append(idx)
+    backfeed = AdversarialBackfeed(generator=FGSM, **{"pool_size": 100, **settings})
+    with pytest.raises(ConfigError, match=message):
+        trainer(tmp_path, [backfeed]).fit(module, datamodule=datamodule())
+    assert steps == []
+
+
+def test_resume_restores_the_same_pool_and_random_state(tmp_path: Path) -> None:
+    data = datamodule()
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    settings = {"pool_size": 150, "refresh_fraction": 0.1, "generator": FGSM, "val_attack": None}
+    first = AdversarialBackfeed(**settings)
+    trainer(tmp_path, [first, checkpoints], epochs=1).fit(classifier(), datamodule=data)
+    saved_pool = first.pools["input"].state_dict()
+    saved_rng = first.rng.get_state()
+
+    path = tmp_path / "ckpt" / "last.ckpt"
+    content = torch.load(path, weights_only=True)  # tensors and primitives only
+    (state,) = [v for k, v in content["callbacks"].items() if "AdversarialBackfeed" in k]
+    torch.testing.assert_close(
+        state["ranks"][0]["pools"]["input"]["examples"], saved_pool["examples"]
+    )
+
+    second = AdversarialBackfeed(**settings)
+    restored: dict = {}
+
+    class Peek(pl.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            # state_dict() returns views of the live buffers (as nn.Module's does): copy.
+            state = second.pools["input"].state_dict()
+            restored["pool"] = {k: v.clone() for k, v in state.items() if torch.is_tensor(v)}
+            restored["rng"] = second.rng.get_state()
+
+    trainer(tmp_path, [second, Peek()], epochs=2).fit(
+        classifier(), datamodule=data, ckpt_path=str(path)
+    )
+    for key in ("examples", "labels", "made_at_step"):
+        torch.testing.assert_close(restored["pool"][key], saved_pool[key])
+    assert torch.equal(restored["rng"], saved_rng)
+    # And it went on refreshing the restored pool.
+    assert second.pools["input"].made_at_step.max() > saved_pool["made_at_step"].max()
+
+
+def test_generation_runs_in_fp32_under_mixed_precision(tmp_path: Path) -> None:
+    backfeed = AdversarialBackfeed(
+        pool_size=100, refresh_fraction=0.2, generator=FGSM, val_attack=FGSM, val_subset=50
+    )
+    fit = trainer(tmp_path, [backfeed], epochs=1, precision="bf16-mixed")
+    fit.fit(classifier(), datamodule=datamodule())
+    pool = backfeed.pools["input"]
+    assert pool.size > 0 and pool.examples.dtype == torch.float32
+    assert torch.isfinite(fit.callback_metrics["val/adv_error"])
