@@ -203,10 +203,11 @@ def autograd_adjoint(apply: LinearMap, input_shape: Sequence[int]) -> LinearMap:
     """The adjoint ``y -> A^T y`` of the linear map ``apply``, as its vector-Jacobian product."""
 
     def adjoint(y: Tensor) -> Tensor:
-        x = torch.zeros(y.shape[0], *input_shape, dtype=y.dtype, device=y.device)
-        x.requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(apply(x), x, grad_outputs=y)
+        # Works inside Lightning's validation too (no_grad or inference mode).
+        with torch.inference_mode(False), torch.enable_grad():
+            x = torch.zeros(y.shape[0], *input_shape, dtype=y.dtype, device=y.device)
+            x.requires_grad_(True)
+            (grad,) = torch.autograd.grad(apply(x), x, grad_outputs=y.clone())
         return grad
 
     return adjoint

@@ -230,6 +230,14 @@ def test_network_bounds_walk_every_stage_at_its_input_shape() -> None:
     assert network.training  # the network's mode is left as it was
 
 
+def test_bounds_can_be_computed_under_inference_mode() -> None:
+    network = convolutional((1, 8, 8), 3, channels=(2,), kernel_size=3, pool="avg", fc_hidden=())
+    expected = network_bounds(network)
+    with torch.inference_mode():
+        inside = network_bounds(network, dense_limit=0)
+    assert inside.product == pytest.approx(expected.product, rel=1e-5)
+
+
 def test_markdown_has_table_5_layout() -> None:
     network = fully_connected((1, 28, 28), 10, hidden=(100, 100))
     bounds = network_bounds(network)
