@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -182,7 +182,6 @@ class NormResult:
     method: str
     iterations: int = 0
     converged: bool = True
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
