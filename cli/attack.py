@@ -1,0 +1,160 @@
+"""``intriguing attack --checkpoint CKPT``: minimum distortion over a data split (Table 1).
+
+Runs a minimum-distortion attack (the paper's box-constrained L-BFGS by default; FGSM, PGD
+or Gaussian noise bisected over their budget) on every example of a split, with a progress
+bar, and prints the mean minimum distortion, the success rate and the adversarial error
+(Szegedy et al. 2013, Table 1's last column). ``--save`` keeps the adversarial set for
+transfer studies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attacks import build_attack, minimum_distortion
+from cli.tracking import add_wandb_arguments, analysis_run
+from cli.units import data_config
+from configs import ConfigError
+from datamodules import TENSOR_SPLITS, build_datamodule
+from trainers import CheckpointError, load_classifier
+
+ATTACKS = ("lbfgs", "fgsm", "pgd", "noise")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "attack",
+        help="mean minimum distortion and adversarial error of a checkpoint (Table 1)",
+        description=(
+            "Attack every example of a split of a trained model's data set with a "
+            "minimum-distortion attack and report the mean minimum distortion "
+            "sqrt(sum((x' - x)^2) / n), the success rate and the adversarial error."
+        ),
+    )
+    parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
+    parser.add_argument("--split", default="test", choices=TENSOR_SPLITS, help="image set (test)")
+    parser.add_argument("--subset", type=_positive, help="attack only the first SUBSET images")
+    parser.add_argument("--attack", default="lbfgs", choices=ATTACKS, help="attack (lbfgs)")
+    parser.add_argument("--layer", help="perturb this layer's activation (default: the input)")
+    parser.add_argument(
+        "--target-shift",
+        type=int,
+        help="targeted attack at (label + K) mod classes (default: untargeted)",
+    )
+    parser.add_argument("--save", metavar="PATH", help="save the adversarial set (torch.save)")
+    parser.add_argument("--json", metavar="OUT.json", help="also write the summary here")
+    parser.add_argument(
+        "--batch-size", type=_positive, default=1000, help="examples per attack batch (1000)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (cpu)")
+    parser.add_argument("--dataset", help="data set name (default: the checkpoint's, else mnist)")
+    parser.add_argument("--data-dir", help="data folder (default: the checkpoint's, else data)")
+    options = parser.add_argument_group("attack settings (default: each attack's own)")
+    options.add_argument("--epsilon", type=float, help="FGSM/PGD starting budget")
+    options.add_argument("--norm", choices=("linf", "l2"), help="FGSM/PGD norm")
+    options.add_argument("--steps", type=_positive, help="PGD steps")
+    options.add_argument("--stddev", type=float, help="noise starting stddev")
+    options.add_argument("--search-steps", type=_positive, help="L-BFGS solves per example")
+    options.add_argument("--max-iterations", type=_positive, help="L-BFGS iterations per solve")
+    add_wandb_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ConfigError(f"--device {name!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here")
+    return device
+
+
+def attack_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The attack's specification (see :func:`attacks.build_attack`) from the options."""
+    spec: dict[str, Any] = {"name": args.attack, "layer": args.layer}
+    for key in ("epsilon", "norm", "steps", "stddev", "search_steps", "max_iterations"):
+        value = getattr(args, key)
+        if value is not None:
+            spec[key] = value
+    return spec
+
+
+def run(args: argparse.Namespace) -> int:
+    module = build_datamodule(data_config(args.checkpoint, args))
+    model = load_classifier(args.checkpoint, input_shape=module.input_shape)
+    network = model.network
+    if args.layer is not None and args.layer not in network.layer_names:
+        raise CheckpointError(
+            f"checkpoint {args.checkpoint}: no layer {args.layer!r}; its layers are "
+            f"{', '.join(network.layer_names)}"
+        )
+    device = _device(args.device)
+    network.to(device)
+    module.prepare_data()
+    module.setup("test")
+    images, labels = module.tensors(args.split)
+    if args.subset is not None:
+        images, labels = images[: args.subset], labels[: args.subset]
+    size = args.batch_size
+    batches = [(images[i : i + size], labels[i : i + size]) for i in range(0, len(images), size)]
+    spec = attack_spec(args)
+    try:
+        attack = build_attack(network, spec)
+    except ValueError as error:
+        raise ConfigError(f"--attack {args.attack}: {error}") from None
+    classes = module.num_classes
+    shift = args.target_shift
+    if shift is not None and shift % classes == 0:
+        raise ConfigError(f"--target-shift {shift}: the target would equal the label")
+    target = None if shift is None else (lambda y: (y + shift) % classes)
+    summary = minimum_distortion(
+        network, batches, attack=attack, target=target, save=args.save, description=args.attack
+    )
+    where = "input" if args.layer is None else f"layer {args.layer}"
+    kind = "untargeted" if shift is None else f"targeted at (label + {shift}) mod {classes}"
+    print(
+        f"{args.attack} ({kind}, {where}) on {summary.examples} {module.name} {args.split} "
+        f"images of {args.checkpoint}:\n"
+        f"  mean minimum distortion  {summary.mean_distortion:.4f}\n"
+        f"  success rate             {summary.success_rate:.2%}\n"
+        f"  adversarial error        {summary.adversarial_error:.2%}\n"
+        f"  clean error              {summary.clean_error:.2%}"
+        f" ({summary.already_adversarial} already adversarial, counted with distortion 0)\n"
+        f"  gradient evaluations     {summary.gradient_evaluations}"
+        f" ({summary.seconds:.1f} s on {device})"
+    )
+    if summary.saved:
+        print(f"adversarial set saved to {summary.saved}")
+    record = {
+        "checkpoint": str(args.checkpoint),
+        "dataset": module.name,
+        "split": args.split,
+        "attack": spec,
+        "target_shift": shift,
+        "device": str(device),
+        **{f"attack/{key}": value for key, value in vars(summary).items()},
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    with analysis_run(args, job_type="attack", config=record) as wandb_run:
+        if wandb_run is not None:
+            wandb_run.summary.update(
+                {key: value for key, value in record.items() if key.startswith("attack/")}
+            )
+    return 0
