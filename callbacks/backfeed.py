@@ -56,8 +56,10 @@ class AdversarialBackfeed(Callback):
         mix_ratio: pool examples added to each training batch per clean example, in [0, 1]
             (0.5: a batch of 128 clean examples gets 64 from the pool).
         refresh_fraction: fraction of each pool replaced at every refresh, in (0, 1]; the new
-            examples are made from the current batch (at most the whole batch).
-        refresh_every_n_steps: a refresh happens every this many training steps.
+            examples are made from clean training examples drawn from the batches since the
+            last refresh (at most all of them).
+        refresh_every_n_steps: a refresh happens every this many training steps (and at the
+            first step); fewer, larger refreshes let batched attacks work efficiently.
         generator: the attack that makes new examples: an attack config mapping for
             :func:`attacks.build_attack` (``{"name": "lbfgs"}`` is the paper's) or a function
             ``(network, layer) -> Attack``.
@@ -119,6 +121,7 @@ class AdversarialBackfeed(Callback):
         self._val_labels: list[Tensor] = []
         self._metrics: dict[str, MeanMetric | SumMetric | ErrorRate] = {}
         self._seconds: dict[str, float] = {}
+        self._staged: list[tuple[Tensor, Tensor]] = []
         self._trainer: pl.Trainer | None = None
 
     @property
@@ -205,9 +208,11 @@ class AdversarialBackfeed(Callback):
         x, y = batch[0], batch[1]
         step = trainer.global_step
         layers = self._active_layers(step)
-        if step % self.refresh_every_n_steps == 0:
+        self._stage(x, y)
+        if (step + 1) % self.refresh_every_n_steps == 0 or step == 0:
+            sources = self._take_staged()
             for layer in layers:
-                self._refresh(pl_module, layer, x, y, step)
+                self._refresh(pl_module, layer, *sources, step)
         count = round(self.mix_ratio * len(y))
         if count == 0:
             return
@@ -217,12 +222,27 @@ class AdversarialBackfeed(Callback):
                 examples, labels = pool.sample(count, generator=self.rng)
                 pl_module.mix_in(layer, examples, labels)
 
+    def _refresh_count(self, layer: str) -> int:
+        return math.ceil(self.refresh_fraction * self.pools[layer].capacity)
+
+    def _stage(self, x: Tensor, y: Tensor) -> None:
+        """Keep a random part of this batch as sources for the next refresh: a refresh every
+        n steps then attacks examples drawn from all n batches since the last one."""
+        wanted = max(self._refresh_count(layer) for layer in self.layers)
+        per_step = min(len(y), math.ceil(wanted / self.refresh_every_n_steps))
+        chosen = torch.randperm(len(y), generator=self.rng)[:per_step].to(y.device)
+        self._staged.append((x[chosen].detach(), y[chosen].detach()))
+
+    def _take_staged(self) -> tuple[Tensor, Tensor]:
+        staged, self._staged = self._staged, []
+        return torch.cat([x for x, _ in staged]), torch.cat([y for _, y in staged])
+
     def _refresh(
         self, pl_module: pl.LightningModule, layer: str, x: Tensor, y: Tensor, step: int
     ) -> None:
-        """Replace ``refresh_fraction`` of the pool with examples made from this batch."""
+        """Replace ``refresh_fraction`` of the pool with examples made from the staged ones."""
         pool = self.pools[layer]
-        count = min(len(y), math.ceil(self.refresh_fraction * pool.capacity))
+        count = min(len(y), self._refresh_count(layer))
         chosen = torch.randperm(len(y), generator=self.rng)[:count].to(y.device)
         started = time.perf_counter()
         attack = self.make_attack(pl_module.network, layer)

@@ -8,6 +8,8 @@ writes what a later step needs (the run folder with its checkpoints, ``config.ya
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import time
@@ -24,6 +26,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from analysis.robustness import evaluate_robustness
 from callbacks import AdversarialBackfeed, SpectralMonitor
 from cli import tracking
 from configs import ConfigError, to_container, to_yaml
@@ -46,6 +49,7 @@ class RunSummary:
     logs: str | None = None  # the W&B run (URL online, folder offline) or the CSV folder
     seconds: float = 0.0
     epochs: int = 0
+    fingerprint: str = ""
 
     def save(self) -> None:
         path = Path(self.run_dir) / SUMMARY_FILE
@@ -59,6 +63,39 @@ class RunSummary:
 
 
 RUN_DIR_VARIABLE = "INTRIGUING_RUN_DIR"
+# Keys that change where and how a run is recorded, not what it trains.
+_UNFINGERPRINTED = ("name", "output_dir", "run_dir", "resume", "logger", "checkpoint")
+
+
+def fingerprint(config: DictConfig) -> str:
+    """A hash of everything that decides what a run trains and measures: equal fingerprints
+    mean a finished run can stand in for a new one (``reproduce``, zoos, baselines)."""
+    container = to_container(config)
+    for key in _UNFINGERPRINTED:
+        container.pop(key, None)
+    trainer = container.get("trainer", {})
+    for key in ("enable_progress_bar", "progress_bar_refresh_rate", "log_every_n_steps"):
+        trainer.pop(key, None)
+    text = json.dumps(container, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def find_finished_run(config: DictConfig) -> RunSummary | None:
+    """The newest finished run below ``output_dir/name`` with this config's fingerprint."""
+    wanted = fingerprint(config)
+    found = []
+    for path in (Path(config.output_dir) / config.name).glob(f"*/{SUMMARY_FILE}"):
+        try:
+            summary = RunSummary.load(path.parent)
+        except (OSError, ValueError, TypeError):
+            continue  # an unreadable summary is not a finished run
+        if (
+            summary.fingerprint == wanted
+            and summary.checkpoint
+            and Path(summary.checkpoint).is_file()
+        ):
+            found.append((path.stat().st_mtime, summary))
+    return max(found, key=lambda item: item[0])[1] if found else None
 
 
 def choose_run_dir(config: DictConfig, resume_dir: Path | None) -> Path:
@@ -298,6 +335,11 @@ def run_experiment(
     metrics = _scalars(trainer.callback_metrics)
     test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)
     metrics.update(_scalars(test_metrics[0] if test_metrics else {}))
+    if config.evaluation.subset and trainer.is_global_zero:
+        robustness = evaluate(config, module, datamodule)
+        metrics.update(robustness)
+        if logger is not None:
+            logger.log_metrics(robustness)
     checkpoint = _last_checkpoint(callbacks[0]) if checkpointing else None
     summary = RunSummary(
         name=config.name,
@@ -307,12 +349,33 @@ def run_experiment(
         logs=tracking.run_location(logger) if trainer.is_global_zero else None,
         seconds=time.perf_counter() - started,
         epochs=trainer.current_epoch,
+        fingerprint=fingerprint(config),
     )
     if logger is not None and trainer.is_global_zero:
         logger.log_metrics({"run/seconds": summary.seconds})
     _save_on_rank_zero(summary)
     tracking.finish(logger)
     return summary
+
+
+def evaluate(
+    config: DictConfig, module: ImageClassifier, datamodule: pl.LightningDataModule
+) -> dict[str, float]:
+    """The ``evaluation`` section's robustness figures on the first test images."""
+    datamodule.setup("test")
+    images, labels = datamodule.tensors("test")
+    count = min(config.evaluation.subset, len(labels))
+    section = to_container(config)["evaluation"]
+    robustness = evaluate_robustness(
+        module.network,
+        images[:count],
+        labels[:count],
+        attack=section["attack"],
+        distortion_attack=section["distortion_attack"],
+        batch_size=section["batch_size"],
+        progress=config.trainer.enable_progress_bar,
+    )
+    return robustness.as_metrics("eval/")
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -347,6 +410,50 @@ def _remember_wandb_id(logger: Logger | None, id_file: Path) -> None:
     """Keep the W&B run's id beside the checkpoints, so that a resumed training continues it."""
     if isinstance(logger, WandbLogger) and not id_file.is_file():
         id_file.write_text(str(logger.experiment.id))
+
+
+def baseline_config(config: DictConfig) -> DictConfig:
+    """The same run without the backfeed callback: the comparison of the paper's claim."""
+    baseline = copy.deepcopy(config)
+    baseline.name = f"{config.name}-baseline"
+    baseline.backfeed.enabled = False
+    baseline.compare_baseline = False
+    baseline.resume = None
+    baseline.run_dir = None
+    return baseline
+
+
+def run_with_baseline(config: DictConfig) -> tuple[RunSummary, RunSummary, bool]:
+    """The baseline (a finished run with the same fingerprint is reused, else trained), then
+    the run itself. Returns (run, baseline, whether the baseline was reused)."""
+    reference = baseline_config(config)
+    cached = find_finished_run(reference)
+    baseline = cached or run_experiment(reference)
+    return run_experiment(config), baseline, cached is not None
+
+
+COMPARED = (
+    ("test/error", "clean test error", True),
+    ("eval/adversarial_error", "adversarial test error", True),
+    ("eval/min_distortion", "mean minimum distortion", False),
+)
+
+
+def format_comparison(run: RunSummary, baseline: RunSummary, reused: bool) -> str:
+    """The demo's closing table: the run against its baseline, side by side."""
+    width = max(len(run.name), len(baseline.name), 12)
+    lines = [f"{'':<26} {baseline.name:>{width}} {run.name:>{width}}"]
+    for key, label, percent in COMPARED:
+        if key not in run.metrics or key not in baseline.metrics:
+            continue
+        values = [baseline.metrics[key], run.metrics[key]]
+        cells = [f"{100 * v:.2f}%" if percent else f"{v:.4f}" for v in values]
+        lines.append(f"{label:<26} {cells[0]:>{width}} {cells[1]:>{width}}")
+    examples = int(run.metrics.get("eval/examples", 0))
+    if examples:
+        lines.append(f"(adversarial figures on the first {examples} test images)")
+    lines.append(f"baseline: {'reused from ' if reused else ''}{baseline.run_dir}")
+    return "\n".join(lines)
 
 
 def format_summary(summary: RunSummary) -> str:

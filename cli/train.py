@@ -33,10 +33,19 @@ def run(args: argparse.Namespace) -> int:
 
         print(to_yaml(config), end="")
         return 0
-    from cli.experiment import format_summary, run_experiment
+    from cli.experiment import (
+        format_comparison,
+        format_summary,
+        run_experiment,
+        run_with_baseline,
+    )
 
-    summary = run_experiment(config)
-    _print(format_summary(summary))
+    if config.compare_baseline:
+        summary, baseline, reused = run_with_baseline(config)
+        _print(format_summary(summary))
+        _print(format_comparison(summary, baseline, reused))
+    else:
+        _print(format_summary(run_experiment(config)))
     return 0
 
 

@@ -228,6 +228,10 @@ class AttackConfig:
     layer: str | None = None
 
 
+def _fgsm() -> AttackConfig:
+    return AttackConfig(name=AttackName.fgsm, epsilon=0.1, norm=Norm.linf)
+
+
 @dataclass
 class BackfeedConfig:
     """The paper's adversarial pool, mixed into training (see callbacks.backfeed)."""
@@ -246,7 +250,7 @@ class BackfeedConfig:
     # How the pools take turns: all mixed in every step, or one pool per step in turn.
     alternate: bool = False
     # Fixed attack and validation subset for comparable adversarial validation error.
-    val_attack: AttackConfig = field(default_factory=AttackConfig)
+    val_attack: AttackConfig = field(default_factory=_fgsm)
     val_subset: int = 500
 
 
@@ -265,6 +269,21 @@ class TransferConfig:
 class SpectralConfig:
     enabled: bool = False
     every_n_epochs: int = 1
+
+
+@dataclass
+class EvaluationConfig:
+    """Robustness of the trained model on the first `subset` test images (0: skipped).
+
+    ``eval/adv_error``: test error under the fixed-budget ``attack``; ``eval/min_distortion``:
+    the paper's Table 1 measure, the mean minimum distortion ``distortion_attack`` needs to
+    misclassify each example (0 for those already misclassified).
+    """
+
+    subset: int = 0
+    attack: AttackConfig = field(default_factory=_fgsm)
+    distortion_attack: AttackConfig = field(default_factory=AttackConfig)
+    batch_size: int = 500
 
 
 @dataclass
@@ -287,9 +306,6 @@ class ExperimentConfig:
     backfeed: BackfeedConfig = field(default_factory=BackfeedConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
-    # After training: evaluate adversarial test error and minimum distortion with this
-    # attack on `evaluation_subset` test images (0 skips it).
-    evaluation_attack: AttackConfig = field(default_factory=AttackConfig)
-    evaluation_subset: int = 0
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     # Train a model without the backfeed callback next to this one and compare (the demo).
     compare_baseline: bool = False

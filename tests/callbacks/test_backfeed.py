@@ -204,3 +204,26 @@ def test_generation_runs_in_fp32_under_mixed_precision(tmp_path: Path) -> None:
     pool = backfeed.pools["input"]
     assert pool.size > 0 and pool.examples.dtype == torch.float32
     assert torch.isfinite(fit.callback_metrics["val/adv_error"])
+
+
+def test_refresh_every_n_steps_attacks_examples_from_all_batches_since_the_last(
+    tmp_path: Path,
+) -> None:
+    backfeed = AdversarialBackfeed(
+        pool_size=200,
+        refresh_fraction=0.5,
+        refresh_every_n_steps=5,
+        generator=FGSM,
+        val_attack=None,
+    )
+    seen: list[int] = []
+    original = backfeed._refresh
+    backfeed._refresh = lambda module, layer, x, y, step: (
+        seen.append(len(y)),
+        original(module, layer, x, y, step),
+    )[1]
+    trainer(tmp_path, [backfeed], epochs=1).fit(classifier(), datamodule=datamodule())
+    made = set(backfeed.pools["input"].made_at_step[: backfeed.pools["input"].size].tolist())
+    assert made == {0, 4, 9}  # the first step, then every fifth
+    # 100 new examples per refresh, staged 20 per step from each batch in between.
+    assert seen == [20, 80, 100]
