@@ -15,6 +15,7 @@ from attacks.base import (
     attack_loss,
     distortion,
     is_adversarial,
+    scale_to_distortion,
 )
 from attacks.budget import FGSM, PGD, BudgetAttack
 from attacks.evaluation import MinimumDistortion, minimum_distortion
@@ -38,4 +39,5 @@ __all__ = [
     "distortion",
     "is_adversarial",
     "minimum_distortion",
+    "scale_to_distortion",
 ]

@@ -104,6 +104,44 @@ def distortion(adv: Tensor, origin: Tensor) -> Tensor:
     return diff.pow(2).mean(dim=1).sqrt() if diff.shape[1] else diff.new_zeros(len(diff))
 
 
+def scale_to_distortion(
+    images: Tensor,
+    direction: Tensor,
+    wanted: float | Tensor,
+    *,
+    bounds: tuple[float, float] = DEFAULT_INPUT_BOUNDS,
+    steps: int = 40,
+) -> Tensor:
+    """``clamp(images + s * direction)`` with ``s >= 0`` chosen per example (by bisection) so
+    that its distortion from ``images`` is ``wanted``; the largest reachable where the box
+    stops it. Zero directions stay zero. Used for noise matched to a distortion, and for the
+    paper's "magnified" perturbations (Table 4)."""
+    lower_bound, upper_bound = bounds
+    target = torch.as_tensor(wanted, dtype=images.dtype, device=images.device)
+    target = target.expand(len(images)).clone() if target.ndim == 0 else target
+    view = (-1, *([1] * (images.ndim - 1)))
+
+    def size(scale: Tensor) -> Tensor:
+        moved = (images + scale.view(view) * direction).clamp(lower_bound, upper_bound)
+        return distortion(moved, images)
+
+    unit = distortion(direction, torch.zeros_like(direction))
+    nonzero = unit > 0
+    upper = torch.where(nonzero, target / unit.clamp(min=1e-30), torch.zeros_like(unit))
+    lower = torch.zeros_like(upper)
+    for _ in range(steps):  # grow until the box no longer keeps the distortion short
+        short = (size(upper) < target) & nonzero
+        if not short.any():
+            break
+        upper = torch.where(short, upper * 2, upper)
+    for _ in range(steps):
+        middle = (lower + upper) / 2
+        short = size(middle) < target
+        lower = torch.where(short, middle, lower)
+        upper = torch.where(short, upper, middle)
+    return (images + upper.view(view) * direction).clamp(lower_bound, upper_bound)
+
+
 @dataclass
 class Problem:
     """One attack problem: perturb ``origin`` against ``forward`` inside ``[lower, upper]``.

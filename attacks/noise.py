@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attacks.base import AttackResult, Problem, distortion
+from attacks.base import AttackResult, Problem, scale_to_distortion
 from attacks.budget import BudgetAttack, _per_example
 
 _MATCHING_STEPS = 40  # bisection steps when scaling noise to a distortion
@@ -108,23 +108,11 @@ class GaussianNoise(BudgetAttack):
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Noise scaled per example (by bisection) to the distortion ``wanted``."""
         origin = problem.origin
-        noise = self._randn(origin)
-        noise = noise / _per_example(distortion(noise, torch.zeros_like(noise)), noise)
-
-        def size(scale: Tensor) -> Tensor:
-            return distortion(problem.clamp(origin + _per_example(scale, origin) * noise), origin)
-
-        lower = torch.zeros_like(wanted)
-        upper = wanted.clone()
-        for _ in range(_MATCHING_STEPS):  # grow until the projection no longer holds it back
-            short = size(upper) < wanted
-            if not short.any():
-                break
-            upper = torch.where(short, upper * 2, upper)
-        for _ in range(_MATCHING_STEPS):
-            middle = (lower + upper) / 2
-            short = size(middle) < wanted
-            lower = torch.where(short, middle, lower)
-            upper = torch.where(short, upper, middle)
-        adv = problem.clamp(origin + _per_example(upper, origin) * noise)
+        adv = scale_to_distortion(
+            origin,
+            self._randn(origin),
+            wanted,
+            bounds=(problem.lower, problem.upper),
+            steps=_MATCHING_STEPS,
+        )
         return adv, torch.zeros(len(origin), dtype=torch.long, device=origin.device), {}

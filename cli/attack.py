@@ -18,19 +18,12 @@ import torch
 
 from attacks import build_attack, minimum_distortion
 from cli.tracking import add_wandb_arguments, analysis_run
-from cli.units import data_config
+from cli.units import _positive, data_config
 from configs import ConfigError
 from datamodules import TENSOR_SPLITS, build_datamodule
 from trainers import CheckpointError, load_classifier
 
 ATTACKS = ("lbfgs", "fgsm", "pgd", "noise")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
