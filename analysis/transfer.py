@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from analysis.plots import heatmap, perturbation_grid
-from attacks import GaussianNoise, build_attack, distortion
+from attacks import GaussianNoise, build_attack, distortion, scale_to_distortion
 from trainers import ErrorRate
 
 #: Bumped whenever what is stored in a cache entry, or how it is made, changes meaning.
@@ -466,43 +466,6 @@ def noise_set(
         counted=torch.ones(len(labels), dtype=torch.bool, device=labels.device),
         settings={"stddev": stddev, "distortion": distortion, "seed": int(seed)},
     )
-
-
-def scale_to_distortion(
-    images: Tensor,
-    direction: Tensor,
-    wanted: float | Tensor,
-    *,
-    bounds: tuple[float, float] = DEFAULT_BOUNDS,
-    steps: int = 40,
-) -> Tensor:
-    """``clip(images + s * direction)`` with ``s >= 0`` per example chosen (by bisection) so
-    that its distortion from ``images`` is ``wanted``; the largest reachable where the box
-    stops it. Zero directions stay zero."""
-    low, high = bounds
-    wanted_t = torch.as_tensor(wanted, dtype=images.dtype, device=images.device)
-    wanted_t = wanted_t.expand(len(images)).clone() if wanted_t.ndim == 0 else wanted_t
-    view = (-1, *([1] * (images.ndim - 1)))
-
-    def size(scale: Tensor) -> Tensor:
-        moved = (images + scale.view(view) * direction).clamp(low, high)
-        return distortion(moved, images)
-
-    unit = distortion(direction, torch.zeros_like(direction))
-    nonzero = unit > 0
-    upper = torch.where(nonzero, wanted_t / unit.clamp(min=1e-30), torch.zeros_like(unit))
-    lower = torch.zeros_like(upper)
-    for _ in range(steps):  # grow until clipping no longer keeps the distortion short
-        short = (size(upper) < wanted_t) & nonzero
-        if not short.any():
-            break
-        upper = torch.where(short, upper * 2, upper)
-    for _ in range(steps):
-        middle = (lower + upper) / 2
-        short = size(middle) < wanted_t
-        lower = torch.where(short, middle, lower)
-        upper = torch.where(short, upper, middle)
-    return (images + upper.view(view) * direction).clamp(low, high)
 
 
 def magnified_set(
