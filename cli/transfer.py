@@ -1,0 +1,535 @@
+"""``intriguing transfer``: how adversarial examples transfer between models (Tables 2-4).
+
+Szegedy et al. (2013), Table 2: adversarial examples made for one MNIST model are evaluated
+on every other; Gaussian-noise rows (stddev 0.1 and 0.3) show that noise of that size barely
+matters. Tables 3 and 4 (``--table 4``): models trained on the disjoint halves P1 and P2 of the
+training set, each one's error on P1, P2 and the test set, the transfer matrix, noise at the
+adversarial examples' distortion and at 0.1, and the "magnified" rows.
+
+Adversarial sets are made once per source model and cached (``--cache-dir``), keyed by the
+checkpoint's contents, the attack settings and the examples; ``--zoo table2`` (or
+``table4``) first trains whichever of the paper's models has no finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor, nn
+
+from analysis.plots import save_figure
+from analysis.transfer import (
+    NOISE_NOTE,
+    AdversarialCache,
+    PerturbedSet,
+    SplitErrors,
+    TransferTable,
+    adversarial_set,
+    checkpoint_names,
+    clean_set,
+    example_grid,
+    magnified_note,
+    magnified_set,
+    noise_set,
+    split_errors,
+    transfer_table,
+)
+from attacks.factory import ATTACKS, SPEC_KEYS
+from cli.tracking import add_wandb_arguments, analysis_run
+from configs import ConfigError
+from datamodules import TENSOR_SPLITS, build_datamodule
+from trainers import CheckpointError, load_classifier
+from trainers.checkpoints import read_checkpoint
+
+DEFAULT_NOISE = {2: ["0.1", "0.3"], 4: ["matched", "0.1"]}
+DEFAULT_MAGNIFY = {2: [], 4: [0.1]}
+DATA_KEYS_KEPT = ("name", "split", "val_size", "split_seed")  # what picks the same examples
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "transfer",
+        help="transfer of adversarial examples between models (Tables 2, 3 and 4)",
+        description=(
+            "Make adversarial examples for each model and measure every model's error on "
+            "them, beside Gaussian-noise rows (the layout of Szegedy et al. 2013, Table 2; "
+            "--table 4: Tables 3 and 4, with matched-noise and magnified rows). Give "
+            "checkpoints, or --zoo table2|table4 to train the paper's models first (words "
+            "key=value are overrides for every training run, e.g. trainer.max_epochs=2)."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoints", nargs="+", metavar="CKPT", help="ImageClassifier files")
+    source.add_argument("--zoo", metavar="NAME", help="a zoo preset of configs/zoo (or a file)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="for --zoo training")
+    parser.add_argument("--names", nargs="+", help="row/column names, one per checkpoint")
+    parser.add_argument(
+        "--table",
+        type=int,
+        choices=(2, 4),
+        default=None,
+        help="2: cross-model layout; 4: cross-training-set layout with Table 3 (default: 2, "
+        "or the zoo's)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=TENSOR_SPLITS,
+        default=None,
+        help="examples the adversarial sets are made from (default: test)",
+    )
+    parser.add_argument("--subset", type=int, default=None, help="the first N examples only")
+    parser.add_argument("--attack", choices=ATTACKS[:-1], default="lbfgs", help="(lbfgs)")
+    parser.add_argument(
+        "--attack-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="attack setting, e.g. search_steps=5 or epsilon=0.1 (repeatable)",
+    )
+    parser.add_argument(
+        "--noise",
+        nargs="*",
+        default=None,
+        metavar="SIZE",
+        help="noise rows: a stddev (0.1), 'distortion=D', or 'matched' (noise whose distortion "
+        "is the adversarial rows' average); default 0.1 0.3 (table 2), matched 0.1 (table 4)",
+    )
+    parser.add_argument(
+        "--magnify",
+        nargs="*",
+        type=float,
+        default=None,
+        metavar="D",
+        help="magnified rows: perturbations rescaled to distortion D (default: 0.1 for table 4)",
+    )
+    parser.add_argument("--no-clean-row", action="store_true", help="omit the clean-error row")
+    parser.add_argument("--examples", type=int, default=8, help="examples per set in the grid")
+    parser.add_argument(
+        "--cache-dir",
+        default="outputs/transfer-cache",
+        help="where adversarial sets are cached (default outputs/transfer-cache)",
+    )
+    parser.add_argument("--out", default=None, help="output folder (default outputs/transfer/TIME)")
+    parser.add_argument("--data", default=None, help="data set (default: the checkpoints')")
+    parser.add_argument(
+        "--data-dir", default=None, help="data folder (default $INTRIGUING_DATA_DIR or data)"
+    )
+    parser.add_argument("--batch-size", type=int, default=500, help="examples per attack batch")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and random attacks")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wandb_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+# ------------------------------------------------------------------------ arguments
+
+
+def attack_spec(name: str, options: Sequence[str]) -> dict[str, Any]:
+    """The attack settings from ``--attack`` and ``--attack-option KEY=VALUE`` words."""
+    spec: dict[str, Any] = {"name": name}
+    for word in options:
+        key, sep, raw = word.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--attack-option {word!r}: expected KEY=VALUE")
+        if key not in SPEC_KEYS or key in ("name", "layer"):
+            known = ", ".join(k for k in SPEC_KEYS if k not in ("name", "layer"))
+            raise ConfigError(f"--attack-option {key}: unknown setting (known: {known})")
+        try:
+            spec[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--attack-option {word!r}: cannot parse the value") from None
+    return spec
+
+
+def noise_rows(words: Sequence[str]) -> list[tuple[str, float | None]]:
+    """``[("stddev", 0.1), ("distortion", 0.05), ("matched", None)]`` from ``--noise`` words."""
+    rows: list[tuple[str, float | None]] = []
+    for word in words:
+        kind, sep, raw = word.partition("=")
+        if word == "matched":
+            rows.append(("matched", None))
+            continue
+        if not sep:
+            kind, raw = "stddev", word
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if kind not in ("stddev", "distortion") or not value >= 0 or not math.isfinite(value):
+            raise ConfigError(f"--noise {word!r}: expected a stddev (0.1), distortion=D or matched")
+        rows.append((kind, value))
+    return rows
+
+
+def _device(word: str) -> torch.device:
+    if word == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(word)
+    except RuntimeError:
+        raise ConfigError(f"--device {word!r}: not a torch device") from None
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def data_settings(paths: Sequence[Path], dataset: str | None) -> dict[str, Any]:
+    """The data module settings that select the checkpoints' examples.
+
+    Every checkpoint is read (with ``weights_only=True``) first, so a missing or unsafe file
+    fails here, by name, before anything is computed. The data set is ``dataset`` or the one
+    the checkpoints were trained on (they must agree); the validation hold-out and the P1/P2
+    halves are those of the first checkpoint's run.
+    """
+    found: dict[str, Any] | None = None
+    for path in paths:
+        hparams = read_checkpoint(path).get("datamodule_hyper_parameters") or {}
+        name = hparams.get("name")
+        if name is None:
+            continue
+        if dataset is None and found is not None and name != found["name"]:
+            raise CheckpointError(
+                f"checkpoint {path}: trained on {name}, but {paths[0]} on {found['name']} "
+                "(give --data to evaluate them on one data set)"
+            )
+        if found is None:
+            found = {key: hparams[key] for key in DATA_KEYS_KEPT if key in hparams}
+    settings = dict(found or {})
+    if dataset is not None:
+        settings["name"] = dataset
+    settings.setdefault("name", "mnist")
+    settings.setdefault("val_size", 0)
+    return settings
+
+
+def load_models(
+    paths: Sequence[Path], names: Sequence[str], input_shape: Sequence[int], num_classes: int
+) -> dict[str, nn.Module]:
+    """Each checkpoint's network, in eval mode; one for other inputs or classes is refused."""
+    models: dict[str, nn.Module] = {}
+    for path, name in zip(paths, names, strict=True):
+        classifier = load_classifier(path, input_shape=input_shape)
+        if classifier.network.num_classes != num_classes:
+            raise CheckpointError(
+                f"checkpoint {path}: predicts {classifier.network.num_classes} classes, "
+                f"the data have {num_classes}"
+            )
+        models[name] = classifier.network.eval()
+    return models
+
+
+# ------------------------------------------------------------------------------- run
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    progress = not args.no_progress
+    table, split, names, paths = _sources(args)
+    if args.subset is not None and args.subset < 1:
+        raise ConfigError(f"--subset {args.subset}: must be at least 1")
+    attack = attack_spec(args.attack, args.attack_option)
+    noise = noise_rows(args.noise if args.noise is not None else DEFAULT_NOISE[table])
+    magnify = list(args.magnify if args.magnify is not None else DEFAULT_MAGNIFY[table])
+    if any(not value > 0 for value in magnify):
+        raise ConfigError(f"--magnify {magnify}: distortions must be positive")
+    device = _device(args.device)
+
+    settings = data_settings(paths, args.data)
+    if args.data_dir:
+        settings["data_dir"] = args.data_dir
+    datamodule = build_datamodule({**settings, "on_device": False})
+    models = load_models(paths, names, datamodule.input_shape, datamodule.num_classes)
+    models = {name: model.to(device) for name, model in models.items()}
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    images, labels = datamodule.tensors(split)
+    if args.subset is not None:
+        images, labels = images[: args.subset], labels[: args.subset]
+    described = f"{settings['name']} {split}, {len(labels)} examples"
+    print(f"transfer: {len(models)} models, {described}, attack {attack}", flush=True)
+
+    cache = AdversarialCache(args.cache_dir)
+    sources: list[PerturbedSet] = []
+    for index, (name, path) in enumerate(zip(names, paths, strict=True), start=1):
+        made = adversarial_set(
+            models[name],
+            images,
+            labels,
+            attack,
+            name=name,
+            checkpoint=path,
+            cache=cache,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=progress,
+        )
+        how = "from the cache" if made.cached else "made"
+        print(
+            f"[{index}/{len(names)}] {name}: {how}, success {made.success_rate:.1%}, "
+            f"distortion {made.mean_distortion:.4f} ({made.path})",
+            flush=True,
+        )
+        sources.append(made)
+
+    rows, notes = _rows(sources, noise, magnify, table, models, args, images, labels)
+    title = (
+        f"Table {table}: error of each column model on the examples made for each row "
+        f"({described}, {args.attack})"
+    )
+    matrix = transfer_table(
+        models,
+        rows,
+        batch_size=max(args.batch_size, 1000),
+        title=title,
+        notes=notes,
+        progress=progress,
+    )
+    by_split = None
+    if table == 4:
+        by_split = split_errors(
+            models,
+            {
+                "P1": datamodule.tensors("p1"),
+                "P2": datamodule.tensors("p2"),
+                "test": datamodule.tensors("test"),
+            },
+            distortions={s.name: s.mean_distortion for s in sources},
+            title="Table 3: each model's error on P1, P2 and the test set",
+        )
+    grid_sets = sources + [row for row in rows if row.kind == "magnified"]
+    grid = example_grid(grid_sets, models, count=args.examples, title=f"Examples ({described})")
+    seconds = time.perf_counter() - started
+    out = Path(args.out) if args.out else _new_folder(Path("outputs") / "transfer")
+    files = _write(out, table, matrix, by_split, grid, sources, args, seconds, described)
+    if by_split is not None:
+        print(by_split.to_markdown())
+    print(matrix.to_markdown())
+    print(f"wrote {', '.join(str(p) for p in files.values())}")
+    print(f"wall time {seconds:.0f} s")
+    _log_to_wandb(args, table, matrix, by_split, files, sources, described, seconds)
+    return 0
+
+
+def _sources(args: argparse.Namespace) -> tuple[int, str, list[str], list[Path]]:
+    """(table, split, names, checkpoint paths) from --checkpoints or --zoo."""
+    if args.zoo:
+        from cli.zoo import ensure_trained, load_zoo
+
+        zoo = load_zoo(args.zoo)
+        trained = ensure_trained(zoo.experiments, args.overrides)
+        paths = [trained[experiment] for experiment in zoo.experiments]
+        names = args.names or zoo.names
+        table = args.table or zoo.table
+        split = args.split or zoo.split
+    else:
+        # argparse gives --checkpoints the words after it: a key=value there is an override.
+        stray = [w for w in args.checkpoints if "=" in w and not Path(w).exists()]
+        if args.overrides or stray:
+            raise ConfigError(
+                f"{[*args.overrides, *stray][0]!r}: key=value overrides are for --zoo training runs"
+            )
+        paths = [Path(p) for p in args.checkpoints]
+        names = args.names or checkpoint_names(paths)
+        table, split = args.table or 2, args.split or "test"
+    if len(names) != len(paths):
+        raise ConfigError(f"--names: {len(names)} names for {len(paths)} checkpoints")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--names: names must differ ({names})")
+    return table, split, list(names), paths
+
+
+def _rows(
+    sources: list[PerturbedSet],
+    noise: list[tuple[str, float | None]],
+    magnify: list[float],
+    table: int,
+    models: dict[str, nn.Module],
+    args: argparse.Namespace,
+    images: Tensor,
+    labels: Tensor,
+) -> tuple[list[PerturbedSet], list[str]]:
+    """The table's rows in the paper's order and the notes explaining them.
+
+    Table 2: adversarial rows, noise rows. Table 4: adversarial rows, matched noise, the
+    magnified rows, the other noise rows. A clean row comes last unless --no-clean-row.
+    """
+    reference = next(iter(models.values()))
+    distortions = [s.mean_distortion for s in sources if not math.isnan(s.mean_distortion)]
+    matched = sum(distortions) / len(distortions) if distortions else math.nan
+    made_noise: list[tuple[str, PerturbedSet]] = []
+    for kind, value in noise:
+        if kind == "matched":
+            if math.isnan(matched):
+                raise ConfigError("--noise matched: no adversarial set has a distortion")
+            name = f"Gaussian noise, distortion {matched:.3f} (matched)"
+            made = noise_set(
+                reference, images, labels, distortion=matched, seed=args.seed, name=name
+            )
+        elif kind == "stddev":
+            made = noise_set(reference, images, labels, stddev=value, seed=args.seed)
+        else:
+            made = noise_set(reference, images, labels, distortion=value, seed=args.seed)
+        made_noise.append((kind, made))
+    magnified = [magnified_set(source, value) for value in magnify for source in sources]
+    if table == 4:
+        first = [made for kind, made in made_noise if kind == "matched"]
+        rest = [made for kind, made in made_noise if kind != "matched"]
+        rows = [*sources, *first, *magnified, *rest]
+    else:
+        rows = [*sources, *magnified, *(made for _, made in made_noise)]
+    if not args.no_clean_row:
+        rows.append(clean_set(images, labels, name="Clean (no perturbation)"))
+    notes = [
+        "Adversarial rows: success against the model they were made for "
+        + ", ".join(f"{s.name} {s.success_rate:.1%}" for s in sources)
+        + "; failures stay unperturbed and are not counted in the distortion.",
+    ]
+    if made_noise:
+        notes.append(NOISE_NOTE)
+    if any(kind == "matched" for kind, _ in noise):
+        notes.append(
+            f"Matched noise: distortion {matched:.4f}, the adversarial rows' average (the "
+            "paper's 'stddev 0.06' row)."
+        )
+    notes += [magnified_note(value) for value in magnify]
+    return rows, notes
+
+
+def _new_folder(base: Path) -> Path:
+    from cli.experiment import new_run_dir
+
+    return new_run_dir(str(base.parent), base.name)
+
+
+def _write(
+    out: Path,
+    table: int,
+    matrix: TransferTable,
+    by_split: SplitErrors | None,
+    grid: Any,
+    sources: list[PerturbedSet],
+    args: argparse.Namespace,
+    seconds: float,
+    described: str,
+) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"table{table}"
+    files = {"markdown": out / f"{stem}.md", "csv": out / f"{stem}.csv"}
+    command = "intriguing " + " ".join(shlex.quote(word) for word in sys.argv[1:])
+    header = f"<!-- {command}; {seconds:.0f} s -->\n\n"
+    text = matrix.to_markdown()
+    if by_split is not None:
+        files["table3_markdown"] = out / "table3.md"
+        files["table3_csv"] = out / "table3.csv"
+        files["table3_markdown"].write_text(header + by_split.to_markdown())
+        files["table3_csv"].write_text(by_split.to_csv())
+    files["markdown"].write_text(header + text)
+    files["csv"].write_text(matrix.to_csv())
+    files["heatmap"] = save_figure(matrix.heatmap(), out / f"{stem}_heatmap.png")
+    files["examples"] = save_figure(grid, out / f"{stem}_examples.png")
+    record = {
+        "command": command,
+        "seconds": seconds,
+        "examples": described,
+        "table": matrix.records(),
+        "table3": by_split.records() if by_split is not None else None,
+        "notes": matrix.notes,
+        "sets": [
+            {
+                "name": s.name,
+                "key": s.key,
+                "path": str(s.path),
+                "cached": s.cached,
+                "success_rate": s.success_rate,
+                "mean_distortion": s.mean_distortion,
+                "attack": s.settings.get("attack"),
+            }
+            for s in sources
+        ],
+    }
+    files["json"] = out / "transfer.json"
+    files["json"].write_text(json.dumps(record, indent=2) + "\n")
+    return files
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+
+
+def _log_to_wandb(
+    args: argparse.Namespace,
+    table: int,
+    matrix: TransferTable,
+    by_split: SplitErrors | None,
+    files: dict[str, Path],
+    sources: list[PerturbedSet],
+    described: str,
+    seconds: float,
+) -> None:
+    """The tables, the heatmap and example grid as images, the adversarial sets as versioned
+    dataset artifacts (``wandb artifact get`` puts ``KEY.pt`` into a cache folder, where this
+    command finds it on another machine)."""
+    config = {
+        "table": table,
+        "examples": described,
+        "sources": [s.name for s in sources],
+        "attack": sources[0].settings.get("attack") if sources else None,
+        "cache_dir": args.cache_dir,
+    }
+    with analysis_run(args, job_type="transfer", config=config, name=f"table{table}") as run:
+        if run is None:
+            return
+        import wandb
+
+        records = matrix.records()
+        columns = list(records[0])
+        logged: dict[str, Any] = {
+            f"transfer/table{table}": wandb.Table(
+                columns=columns, data=[[r[c] for c in columns] for r in records]
+            ),
+            "transfer/heatmap": wandb.Image(str(files["heatmap"])),
+            "transfer/examples": wandb.Image(str(files["examples"])),
+        }
+        if by_split is not None:
+            rows = by_split.records()
+            keys = list(rows[0])
+            logged["transfer/table3"] = wandb.Table(
+                columns=keys, data=[[r[k] for k in keys] for r in rows]
+            )
+        run.log(logged)
+        for row in matrix.rows:
+            for target, error in zip(matrix.targets, row.errors, strict=True):
+                run.summary[f"transfer/error/{row.name}/{target}"] = error
+            run.summary[f"transfer/distortion/{row.name}"] = row.distortion
+        run.summary["transfer/seconds"] = seconds
+        for source in sources:
+            if source.path is None:
+                continue
+            artifact = wandb.Artifact(
+                name=f"adversarial-{_slug(source.name)}",
+                type="dataset",
+                description=f"adversarial examples made for {source.name} ({described})",
+                metadata={
+                    "key": source.key,
+                    "source": source.name,
+                    "attack": source.settings.get("attack"),
+                    "examples": described,
+                    "success_rate": source.success_rate,
+                    "mean_distortion": source.mean_distortion,
+                },
+            )
+            artifact.add_file(str(source.path), name=source.path.name)
+            run.log_artifact(artifact)
