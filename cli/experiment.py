@@ -27,7 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from analysis.robustness import evaluate_robustness
-from callbacks import AdversarialBackfeed, SpectralMonitor
+from callbacks import AdversarialBackfeed, SpectralMonitor, transfer_callbacks
 from cli import tracking
 from configs import ConfigError, to_container, to_yaml
 from datamodules import build_datamodule
@@ -220,6 +220,7 @@ def training_callbacks(config: DictConfig) -> list[Callback]:
         )
     if config.spectral.enabled:
         callbacks.append(SpectralMonitor(every_n_epochs=config.spectral.every_n_epochs))
+    callbacks += transfer_callbacks(config)
     return callbacks
 
 

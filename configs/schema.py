@@ -256,13 +256,24 @@ class BackfeedConfig:
 
 @dataclass
 class TransferConfig:
+    """Transfer of adversarial examples to and from a zoo during training (see
+    callbacks.transfer); `intriguing transfer` builds the paper's Tables 2-4 after training."""
+
     enabled: bool = False
-    # Checkpoints of the zoo evaluated against the model in training.
+    # Checkpoints of the zoo evaluated against the model in training (empty: nothing is done).
     zoo: list[str] = field(default_factory=list)
+    # Measure after every n-th training epoch.
     every_n_epochs: int = 1
+    # Examples attacked: the first `subset` of `split` (auto: val when held out, else test).
     subset: int = 500
+    split: str = "auto"
+    # The attack that makes the adversarial examples, on the input (layer must stay null).
     attack: AttackConfig = field(default_factory=AttackConfig)
+    # Examples per set in the logged image grid (0: none).
     grid_examples: int = 8
+    # Cache the zoo's adversarial sets here (null: made anew in every run).
+    cache_dir: str | None = None
+    batch_size: int = 500
 
 
 @dataclass
