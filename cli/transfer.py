@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import shlex
 import sys
@@ -72,7 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoints", nargs="+", metavar="CKPT", help="ImageClassifier files")
     source.add_argument("--zoo", metavar="NAME", help="a zoo preset of configs/zoo (or a file)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="for --zoo training")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="overrides of every --zoo training run (write them right after --zoo NAME)",
+    )
     parser.add_argument("--names", nargs="+", help="row/column names, one per checkpoint")
     parser.add_argument(
         "--table",
@@ -248,8 +254,7 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
 
     settings = data_settings(paths, args.data)
-    if args.data_dir:
-        settings["data_dir"] = args.data_dir
+    settings["data_dir"] = args.data_dir or os.environ.get("INTRIGUING_DATA_DIR", "data")
     datamodule = build_datamodule({**settings, "on_device": False})
     models = load_models(paths, names, datamodule.input_shape, datamodule.num_classes)
     models = {name: model.to(device) for name, model in models.items()}
@@ -307,7 +312,10 @@ def run(args: argparse.Namespace) -> int:
                 "test": datamodule.tensors("test"),
             },
             distortions={s.name: s.mean_distortion for s in sources},
-            title="Table 3: each model's error on P1, P2 and the test set",
+            title=(
+                "Table 3: each model's error on P1, P2 and the test set; distortion: the "
+                f"average of its adversarial examples ({described})"
+            ),
         )
     grid_sets = sources + [row for row in rows if row.kind == "magnified"]
     grid = example_grid(grid_sets, models, count=args.examples, title=f"Examples ({described})")
