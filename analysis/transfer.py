@@ -299,6 +299,7 @@ class AdversarialCache:
         path = self.path(key)
         handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
         try:
+            os.chmod(temporary, 0o644)  # mkstemp makes it private; a shared cache is not secret
             with os.fdopen(handle, "wb") as stream:
                 torch.save(dict(content), stream)
                 stream.flush()
