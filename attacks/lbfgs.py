@@ -314,7 +314,7 @@ class LBFGSAttack(Attack):
         quadratic = torch.nan_to_num(quadratic, nan=0.0, posinf=0.0, neginf=0.0)
         backtracked = torch.minimum(torch.maximum(quadratic, 0.1 * alpha), 0.5 * alpha)
 
-        # Finished solves feed the search over c; then the next solve starts from x.
+        # Finished solves feed the search over c; then the next solve starts at once.
         finished = converged | stalled
         previous_c = state.c
         if finished.any():
