@@ -347,3 +347,23 @@ def test_extra_words_may_not_set_a_swept_key(run_cli, tmp_path: Path) -> None:
     outcome = run_cli("sweep", str(SWEEPS / "tiny.yaml"), "backfeed.layers=[fc1]", "--dry-run")
     assert outcome.code == 2
     assert "backfeed.layers: swept by" in outcome.err
+
+
+def test_the_shipped_backfeed_ablation_composes_every_point(tmp_path: Path) -> None:
+    path = Path(__file__).resolve().parents[2] / "configs" / "sweeps" / "backfeed-ablation.yaml"
+    sweep = load_sweep(path)
+    assert sweep.swept == [
+        "backfeed.generator.name",
+        "backfeed.layers",
+        "backfeed.mix_ratio",
+        "backfeed.pool_size",
+        "backfeed.refresh_fraction",
+    ]
+    planned = plan(sweep, [f"output_dir={tmp_path / 'out'}"], seed=0)
+    assert len(planned) == sweep.run_cap
+    configs = [point.config for point in planned]
+    assert all(c.backfeed.enabled and c.evaluation.subset > 0 for c in configs)
+    # Every value of every factor is drawn at least once in the 48 points.
+    for parameter in sweep.parameters:
+        drawn = {json.dumps(point.values[parameter.name]) for point in planned}
+        assert drawn == {json.dumps(value) for value in parameter.settings["values"]}
