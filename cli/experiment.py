@@ -111,12 +111,27 @@ def choose_run_dir(config: DictConfig, resume_dir: Path | None) -> Path:
         return path
     if resume_dir is not None:
         return resume_dir
+    if started_by_external_launcher():
+        raise ConfigError(
+            "run_dir: torchrun and srun start every process on its own, and each would make "
+            "a folder of its own: give them all the same run_dir=PATH (docs/scaling.md)"
+        )
     inherited = os.environ.get(RUN_DIR_VARIABLE)
     if inherited and rank_zero_only.rank != 0:
         return Path(inherited)
     path = new_run_dir(config.output_dir, config.name)
     os.environ[RUN_DIR_VARIABLE] = str(path)  # for the DDP processes Lightning starts next
     return path
+
+
+def started_by_external_launcher() -> bool:
+    """Whether torchrun (``TORCHELASTIC_RUN_ID``, as Lightning's TorchElasticEnvironment
+    detects it) or SLURM's srun (``SLURM_NTASKS``, as its SLURMEnvironment does) started this
+    process as one of several."""
+    if os.environ.get("TORCHELASTIC_RUN_ID") is not None:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    interactive = os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive")
+    return int(os.environ.get("SLURM_NTASKS", "1")) > 1 and not interactive
 
 
 def new_run_dir(output_dir: str, name: str) -> Path:
