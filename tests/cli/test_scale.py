@@ -177,3 +177,46 @@ def test_srun_tasks_share_the_run_folder_and_finish_one_run(tmp_path: Path) -> N
     assert outcome.count("Initializing distributed") == 2  # no process started more
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outcome
     _check_one_run(output_dir, run_dir, outcome)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_sbatch_template_runs_train_with_slurms_world_and_one_run_folder(
+    tmp_path: Path,
+) -> None:
+    """scripts/slurm/train.sbatch as sbatch runs it on a node, with a stand-in for srun that
+    records the command its tasks would run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "command.txt"}\n')
+    srun.chmod(0o755)
+    slurm = {
+        "SLURM_JOB_ID": "77",
+        "SLURM_NTASKS_PER_NODE": "4",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_CPUS_PER_TASK": "8",
+        "VENV": str(Path(sys.executable).parent.parent),
+        "OUTPUT_DIR": str(tmp_path / "out"),
+        "PATH": os.pathsep.join([str(bin_dir), os.environ["PATH"]]),
+    }
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "slurm" / "train.sbatch"), "experiment=conv", "seed=3"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_environment(), **slurm},
+    )
+    assert done.returncode == 0, done.stderr
+    words = (tmp_path / "command.txt").read_text().splitlines()
+    assert words[:2] == ["intriguing", "train"]
+    config = compose(words[2:])
+    assert config.trainer.strategy == "ddp" and config.trainer.accelerator == "gpu"
+    assert (config.trainer.devices, config.trainer.num_nodes) == (4, 2)
+    assert config.run_dir == str(tmp_path / "out" / "conv" / "job-77")
+    assert config.output_dir == str(tmp_path / "out") and config.seed == 3
+    assert config.model.family == "conv"
+    for script in ("train.sbatch", "sweep-agent.sbatch"):
+        subprocess.run(["bash", "-n", str(REPO / "scripts" / "slurm" / script)], check=True)
