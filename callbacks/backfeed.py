@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -122,6 +123,7 @@ class AdversarialBackfeed(Callback):
         self._metrics: dict[str, MeanMetric | SumMetric | ErrorRate] = {}
         self._seconds: dict[str, float] = {}
         self._staged: list[tuple[Tensor, Tensor]] = []
+        self.refreshes = 0
         self._trainer: pl.Trainer | None = None
 
     @property
@@ -196,9 +198,10 @@ class AdversarialBackfeed(Callback):
 
     # ---------------------------------------------------------------------------- training
 
-    def _active_layers(self, step: int) -> list[str]:
+    def _in_turn(self, turn: int) -> list[str]:
+        """All pooled layers, or with ``alternate`` the one whose turn it is."""
         if self.alternate and len(self.layers) > 1:
-            return [self.layers[step % len(self.layers)]]
+            return [self.layers[turn % len(self.layers)]]
         return self.layers
 
     @override
@@ -207,16 +210,18 @@ class AdversarialBackfeed(Callback):
     ) -> None:
         x, y = batch[0], batch[1]
         step = trainer.global_step
-        layers = self._active_layers(step)
         self._stage(x, y)
         if (step + 1) % self.refresh_every_n_steps == 0 or step == 0:
             sources = self._take_staged()
-            for layer in layers:
+            # Refreshes take turns by their own count: by step, a period sharing a factor
+            # with the number of layers would skip some layers for ever.
+            for layer in self._in_turn(self.refreshes):
                 self._refresh(pl_module, layer, *sources, step)
+            self.refreshes += 1
         count = round(self.mix_ratio * len(y))
         if count == 0:
             return
-        for layer in layers:
+        for layer in self._in_turn(step):
             pool = self.pools[layer]
             if pool.size:
                 examples, labels = pool.sample(count, generator=self.rng)
@@ -285,9 +290,13 @@ class AdversarialBackfeed(Callback):
     def _log_metric(self, pl_module: pl.LightningModule, name: str) -> None:
         """Compute (a collective call on every rank), log the reduced value, reset."""
         metric = self._metrics[name]
-        value = metric.compute()
+        with warnings.catch_warnings():
+            # A figure nothing fed this epoch (a layer not refreshed) is NaN; say nothing.
+            warnings.filterwarnings("ignore", message=r".*called before the ``update``")
+            value = metric.compute()
         metric.reset()
-        pl_module.log(name, value.float(), on_step=False, on_epoch=True, sync_dist=False)
+        if torch.isfinite(value):
+            pl_module.log(name, value.float(), on_step=False, on_epoch=True, sync_dist=False)
 
     # -------------------------------------------------------------------------- validation
 
@@ -338,6 +347,7 @@ class AdversarialBackfeed(Callback):
         local = {
             "pools": {layer: pool.state_dict() for layer, pool in self.pools.items()},
             "rng": self.rng.get_state(),
+            "refreshes": self.refreshes,
         }
         trainer = self._trainer
         if trainer is None or trainer.world_size == 1 or not torch.distributed.is_initialized():
@@ -360,6 +370,7 @@ class AdversarialBackfeed(Callback):
         if state is None or not self.pools:
             return
         ranks = state["ranks"]
+        self.refreshes = int(ranks[0].get("refreshes", 0))
         if len(ranks) == world:
             mine = ranks[rank]
             self.rng.set_state(mine["rng"])
