@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from attacks import build_attack, minimum_distortion
+from cli.arguments import checkpoint_data, positive_int
 from cli.tracking import add_wandb_arguments, analysis_run
-from cli.units import _positive, data_config
 from configs import ConfigError
 from datamodules import TENSOR_SPLITS, build_datamodule
 from trainers import CheckpointError, load_classifier
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
     parser.add_argument("--split", default="test", choices=TENSOR_SPLITS, help="image set (test)")
-    parser.add_argument("--subset", type=_positive, help="attack only the first SUBSET images")
+    parser.add_argument("--subset", type=positive_int, help="attack only the first SUBSET images")
     parser.add_argument("--attack", default="lbfgs", choices=ATTACKS, help="attack (lbfgs)")
     parser.add_argument("--layer", help="perturb this layer's activation (default: the input)")
     parser.add_argument(
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save", metavar="PATH", help="save the adversarial set (torch.save)")
     parser.add_argument("--json", metavar="OUT.json", help="also write the summary here")
     parser.add_argument(
-        "--batch-size", type=_positive, default=1000, help="examples per attack batch (1000)"
+        "--batch-size", type=positive_int, default=1000, help="examples per attack batch (1000)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (cpu)")
     parser.add_argument("--dataset", help="data set name (default: the checkpoint's, else mnist)")
@@ -57,10 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options = parser.add_argument_group("attack settings (default: each attack's own)")
     options.add_argument("--epsilon", type=float, help="FGSM/PGD starting budget")
     options.add_argument("--norm", choices=("linf", "l2"), help="FGSM/PGD norm")
-    options.add_argument("--steps", type=_positive, help="PGD steps")
+    options.add_argument("--steps", type=positive_int, help="PGD steps")
     options.add_argument("--stddev", type=float, help="noise starting stddev")
-    options.add_argument("--search-steps", type=_positive, help="L-BFGS solves per example")
-    options.add_argument("--max-iterations", type=_positive, help="L-BFGS iterations per solve")
+    options.add_argument("--search-steps", type=positive_int, help="L-BFGS solves per example")
+    options.add_argument("--max-iterations", type=positive_int, help="L-BFGS iterations per solve")
     add_wandb_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -88,7 +88,9 @@ def attack_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    module = build_datamodule(data_config(args.checkpoint, args))
+    module = build_datamodule(
+        checkpoint_data(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir)
+    )
     model = load_classifier(args.checkpoint, input_shape=module.input_shape)
     network = model.network
     if args.layer is not None and args.layer not in network.layer_names:

@@ -14,18 +14,10 @@ from typing import Any
 
 from analysis.plots import histograms, save_figure
 from analysis.units import UnitAnalysis, analyse_units, direction_grid
+from cli.arguments import checkpoint_data, positive_int
 from cli.tracking import add_wandb_arguments, analysis_run
 from datamodules import TENSOR_SPLITS, build_datamodule
-from datamodules.datamodule import DATA_KEYS
 from trainers import CheckpointError, load_classifier
-from trainers.checkpoints import read_checkpoint
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,40 +33,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
     parser.add_argument("--layer", required=True, help="a layer of the network, e.g. conv2")
     parser.add_argument("--split", default="test", choices=TENSOR_SPLITS, help="image set (test)")
-    parser.add_argument("--directions", type=_positive, default=100, help="units and random (100)")
-    parser.add_argument("--top-k", type=_positive, default=8, help="images per direction (8)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (0)")
-    parser.add_argument("--rows", type=_positive, default=8, help="directions shown per grid (8)")
     parser.add_argument(
-        "--limit", type=_positive, help="use only the first LIMIT images of the split"
+        "--directions", type=positive_int, default=100, help="units and random (100)"
+    )
+    parser.add_argument("--top-k", type=positive_int, default=8, help="images per direction (8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (0)")
+    parser.add_argument(
+        "--rows", type=positive_int, default=8, help="directions shown per grid (8)"
+    )
+    parser.add_argument(
+        "--limit", type=positive_int, help="use only the first LIMIT images of the split"
     )
     parser.add_argument("--out", help="output folder (outputs/units/<checkpoint>-<layer>)")
     parser.add_argument("--dataset", help="data set name (default: the checkpoint's, else mnist)")
     parser.add_argument("--data-dir", help="data folder (default: the checkpoint's, else data)")
     parser.add_argument(
-        "--batch-size", type=_positive, default=500, help="images per forward (500)"
+        "--batch-size", type=positive_int, default=500, help="images per forward (500)"
     )
     add_wandb_arguments(parser)
     parser.set_defaults(handler=run)
 
 
-def data_config(checkpoint: str | Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The ``data`` section for the image set: the checkpoint's own data module settings
-    where it saved them, with ``--dataset`` / ``--data-dir`` on top, kept on the CPU."""
-    saved = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
-    data = {key: value for key, value in dict(saved).items() if key in DATA_KEYS}
-    data.setdefault("name", "mnist")
-    if args.dataset:
-        data["name"] = args.dataset
-    if args.data_dir:
-        data["data_dir"] = args.data_dir
-    data["on_device"] = False
-    data.pop("test_subset", None)
-    return data
-
-
 def run(args: argparse.Namespace) -> int:
-    module = build_datamodule(data_config(args.checkpoint, args))
+    module = build_datamodule(
+        checkpoint_data(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir)
+    )
     model = load_classifier(args.checkpoint, input_shape=module.input_shape)
     if args.layer not in model.network.layer_names:
         raise CheckpointError(
