@@ -35,6 +35,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from cli.arguments import positive_int
 from cli.sweeps import (
     PointResult,
     Sweep,
@@ -52,13 +53,6 @@ from configs.compose import GROUPS
 
 SUMMARY_MARKDOWN = "summary.md"
 SUMMARY_CSV = "summary.csv"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 class _IntermixedParser(argparse.ArgumentParser):
@@ -101,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-runs",
-        type=_positive,
+        type=positive_int,
         metavar="N",
         help="start at most N trainings this time (reused points do not count)",
     )
