@@ -24,6 +24,8 @@ def test_every_experiment_preset_runs_a_fast_dev_run(experiment, run_cli, tmp_pa
         f"experiment={experiment}",
         "trainer.fast_dev_run=true",
         "model.autoencoder.pretrain_epochs=1",
+        "backfeed.pool_size=64",  # presets with backfeeding: a pool the 512 images can fill
+        "evaluation.subset=16",
         "logger=none",
         f"output_dir={tmp_path}",
         *FAST,
@@ -116,3 +118,35 @@ def test_bad_config_exits_2_with_one_line_and_no_traceback(run_process, words, m
     assert message in outcome.err
     assert "Traceback" not in outcome.err
     assert len(outcome.err.strip().splitlines()) == 1
+
+
+def test_compare_baseline_trains_it_once_and_reuses_it(run_cli, tmp_path: Path) -> None:
+    words = [
+        "train",
+        "experiment=backfeed-fc100",
+        "compare_baseline=true",
+        "trainer.max_epochs=1",
+        "backfeed.generator.name=fgsm",
+        "backfeed.pool_size=200",
+        "backfeed.val_subset=50",
+        "evaluation.subset=50",
+        "logger=none",
+        f"output_dir={tmp_path}",
+        *FAST,
+    ]
+    first = run_cli(*words)
+    assert first.code == 0, first.err
+    for label in ("clean test error", "adversarial test error", "mean minimum distortion"):
+        assert label in first.out
+    assert "reused" not in first.out
+    baselines = list((tmp_path / "backfeed-fc100-baseline").glob("*/summary.json"))
+    assert len(baselines) == 1
+
+    second = run_cli(*words)
+    assert second.code == 0, second.err
+    assert f"baseline: reused from {baselines[0].parent}" in second.out
+    assert list((tmp_path / "backfeed-fc100-baseline").glob("*/summary.json")) == baselines
+    # Another setting that changes what the baseline trains makes a new one.
+    third = run_cli(*words, "optim.lr=0.01")
+    assert third.code == 0, third.err
+    assert len(list((tmp_path / "backfeed-fc100-baseline").glob("*/summary.json"))) == 2
