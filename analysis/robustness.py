@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from attacks import build_attack, minimum_distortion
@@ -79,16 +78,3 @@ def evaluate_robustness(
         examples=len(labels),
         seconds=time.perf_counter() - started,
     )
-
-
-@torch.no_grad()
-def error_rate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
-    """Plain error of ``model`` on the examples, in eval mode, batch by batch."""
-    was_training = model.training
-    model.eval()
-    wrong = sum(
-        int((model(images[i : i + batch_size]).argmax(dim=1) != labels[i : i + batch_size]).sum())
-        for i in range(0, len(labels), batch_size)
-    )
-    model.train(was_training)
-    return wrong / max(1, len(labels))

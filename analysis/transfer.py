@@ -30,7 +30,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -791,4 +791,216 @@ def example_grid(
         group_names=[entry.name for entry in chosen],
         class_names=class_names,
         title=title,
+    )
+
+
+# ------------------------------------------------------------------------------ a study
+
+#: The noise rows of each layout by default: ("stddev", s), ("distortion", d) or
+#: ("matched", None) - noise at the adversarial rows' average distortion (the paper's
+#: "stddev 0.06" row of Table 4).
+DEFAULT_NOISE: dict[int, tuple[tuple[str, float | None], ...]] = {
+    2: (("stddev", 0.1), ("stddev", 0.3)),
+    4: (("matched", None), ("stddev", 0.1)),
+}
+#: The magnified rows of each layout by default (distortions; Table 4: 0.1).
+DEFAULT_MAGNIFY: dict[int, tuple[float, ...]] = {2: (), 4: (0.1,)}
+CLEAN_ROW = "Clean (no perturbation)"
+
+
+@dataclass
+class TransferStudy:
+    """One transfer experiment: the adversarial sets, the table, Table 3, the figure.
+
+    Attributes:
+        table: the layout, 2 (cross-model) or 4 (cross-training-set, with Table 3).
+        matrix: the error of every model on every row (:class:`TransferTable`).
+        by_split: for layout 4, each model's error on P1, P2 and the test set.
+        sources: the adversarial set made for each model, in the models' order.
+        rows: every row of the table (adversarial, noise, magnified, clean sets).
+        grid: originals, perturbations and perturbed images of the adversarial and
+            magnified sets (:func:`example_grid`).
+        described: what the examples are (``"mnist test, 1000 examples"``).
+    """
+
+    table: int
+    matrix: TransferTable
+    by_split: SplitErrors | None
+    sources: list[PerturbedSet]
+    rows: list[PerturbedSet]
+    grid: Figure
+    described: str
+
+
+def transfer_rows(
+    sources: Sequence[PerturbedSet],
+    reference: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    table: int,
+    noise: Sequence[tuple[str, float | None]],
+    magnify: Sequence[float],
+    clean_row: bool = True,
+    seed: int = 0,
+) -> tuple[list[PerturbedSet], list[str]]:
+    """The rows of a transfer table in the paper's order, and the notes explaining them.
+
+    Table 2: adversarial rows, noise rows. Table 4: adversarial rows, matched noise, the
+    magnified rows, the other noise rows. A clean row comes last when ``clean_row``. The
+    noise does not depend on the model; ``reference`` only runs it forward.
+    """
+    distortions = [s.mean_distortion for s in sources if not math.isnan(s.mean_distortion)]
+    matched = sum(distortions) / len(distortions) if distortions else math.nan
+    made_noise: list[tuple[str, PerturbedSet]] = []
+    for kind, value in noise:
+        if kind == "matched":
+            if math.isnan(matched):
+                continue  # no adversarial example was found: nothing to match (see notes)
+            name = f"Gaussian noise, distortion {matched:.3f} (matched)"
+            made = noise_set(reference, images, labels, distortion=matched, seed=seed, name=name)
+        elif kind == "stddev":
+            made = noise_set(reference, images, labels, stddev=value, seed=seed)
+        elif kind == "distortion":
+            made = noise_set(reference, images, labels, distortion=value, seed=seed)
+        else:
+            raise ValueError(f"noise row {kind!r}: expected stddev, distortion or matched")
+        made_noise.append((kind, made))
+    magnified = [magnified_set(source, value) for value in magnify for source in sources]
+    if table == 4:
+        first = [made for kind, made in made_noise if kind == "matched"]
+        rest = [made for kind, made in made_noise if kind != "matched"]
+        rows = [*sources, *first, *magnified, *rest]
+    else:
+        rows = [*sources, *magnified, *(made for _, made in made_noise)]
+    if clean_row:
+        rows.append(clean_set(images, labels, name=CLEAN_ROW))
+    notes = [
+        "Adversarial rows: success against the model they were made for "
+        + ", ".join(f"{s.name} {s.success_rate:.1%}" for s in sources)
+        + "; failures stay unperturbed and are not counted in the distortion.",
+    ]
+    if made_noise:
+        notes.append(NOISE_NOTE)
+    if any(kind == "matched" for kind, _ in noise):
+        notes.append(
+            f"Matched noise: distortion {matched:.4f}, the adversarial rows' average (the "
+            "paper's 'stddev 0.06' row)."
+            if not math.isnan(matched)
+            else "Matched noise: left out, no adversarial example was found to match."
+        )
+    notes += [magnified_note(value) for value in magnify]
+    return rows, notes
+
+
+def transfer_study(
+    models: Mapping[str, nn.Module],
+    images: Tensor,
+    labels: Tensor,
+    attack: Mapping[str, Any],
+    *,
+    table: int = 2,
+    checkpoints: Mapping[str, str | Path] | None = None,
+    cache: AdversarialCache | None = None,
+    noise: Sequence[tuple[str, float | None]] | None = None,
+    magnify: Sequence[float] | None = None,
+    clean_row: bool = True,
+    splits: Mapping[str, tuple[Tensor, Tensor]] | None = None,
+    split_distortions: Mapping[str, float] | None = None,
+    split_distortion_note: str = "the average of its adversarial examples",
+    described: str = "",
+    grid_examples: int = 8,
+    batch_size: int = 500,
+    seed: int = 0,
+    progress: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> TransferStudy:
+    """Szegedy et al. (2013), Table 2 (``table=2``) or Tables 3 and 4 (``table=4``).
+
+    An adversarial set is made for every model of ``models`` (cached by the contents of its
+    file in ``checkpoints`` when a ``cache`` is given), then every model's error is measured
+    on every set, on the ``noise`` rows (default :data:`DEFAULT_NOISE`), the ``magnify``
+    rows (default :data:`DEFAULT_MAGNIFY`) and the clean examples. For ``table=4``,
+    ``splits`` (``{"P1": (x, y), "P2": ..., "test": ...}``) gives Table 3: each model's
+    error on each split, with ``split_distortions`` (default: each model's adversarial
+    set's average) as its last column, described by ``split_distortion_note``. ``report``
+    receives a line per adversarial set (made, or read from the cache).
+    """
+    if table not in (2, 4):
+        raise ValueError(f"table={table}: expected 2 or 4")
+    if not models:
+        raise ValueError("transfer_study: no models")
+    attack = check_transfer_attack(attack)
+    noise = list(DEFAULT_NOISE[table] if noise is None else noise)
+    magnify = list(DEFAULT_MAGNIFY[table] if magnify is None else magnify)
+    described = described or f"{len(labels)} examples"
+    sources: list[PerturbedSet] = []
+    for index, (name, model) in enumerate(models.items(), start=1):
+        made = adversarial_set(
+            model,
+            images,
+            labels,
+            attack,
+            name=name,
+            checkpoint=(checkpoints or {}).get(name),
+            cache=cache,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+        )
+        if report is not None:
+            how = "from the cache" if made.cached else "made"
+            report(
+                f"[{index}/{len(models)}] {name}: {how}, success {made.success_rate:.1%}, "
+                f"distortion {made.mean_distortion:.4f} ({made.path})"
+            )
+        sources.append(made)
+    rows, notes = transfer_rows(
+        sources,
+        next(iter(models.values())),
+        images,
+        labels,
+        table=table,
+        noise=noise,
+        magnify=magnify,
+        clean_row=clean_row,
+        seed=seed,
+    )
+    matrix = transfer_table(
+        models,
+        rows,
+        batch_size=max(batch_size, 1000),
+        title=(
+            f"Table {table}: error of each column model on the examples made for each row "
+            f"({described}, {attack['name']})"
+        ),
+        notes=notes,
+        progress=progress,
+    )
+    by_split = None
+    if table == 4:
+        if not splits:
+            raise ValueError("transfer_study: table=4 needs the splits of Table 3")
+        by_split = split_errors(
+            models,
+            splits,
+            distortions=split_distortions
+            if split_distortions is not None
+            else {s.name: s.mean_distortion for s in sources},
+            title=(
+                "Table 3: each model's error on "
+                + ", ".join(splits)
+                + f"; distortion: {split_distortion_note} ({described})"
+            ),
+        )
+    grid_sets = sources + [row for row in rows if row.kind == "magnified"]
+    grid = example_grid(grid_sets, models, count=grid_examples, title=f"Examples ({described})")
+    return TransferStudy(
+        table=table,
+        matrix=matrix,
+        by_split=by_split,
+        sources=sources,
+        rows=rows,
+        grid=grid,
+        described=described,
     )

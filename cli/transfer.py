@@ -26,25 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from torch import Tensor, nn
+from omegaconf import OmegaConf
+from torch import nn
 
 from analysis.plots import save_figure
 from analysis.transfer import (
-    NOISE_NOTE,
     AdversarialCache,
     PerturbedSet,
     SplitErrors,
     TransferTable,
-    adversarial_set,
     checkpoint_names,
-    clean_set,
-    example_grid,
-    magnified_note,
-    magnified_set,
-    noise_set,
-    split_errors,
-    transfer_table,
+    transfer_study,
 )
 from attacks.factory import ATTACKS, SPEC_KEYS
 from cli.tracking import add_wandb_arguments, analysis_run
@@ -53,8 +45,6 @@ from datamodules import TENSOR_SPLITS, build_datamodule
 from trainers import CheckpointError, load_classifier
 from trainers.checkpoints import read_checkpoint
 
-DEFAULT_NOISE = {2: ["0.1", "0.3"], 4: ["matched", "0.1"]}
-DEFAULT_MAGNIFY = {2: [], 4: [0.1]}
 DATA_KEYS_KEPT = ("name", "split", "val_size", "split_seed")  # what picks the same examples
 
 
@@ -153,11 +143,18 @@ def attack_spec(name: str, options: Sequence[str]) -> dict[str, Any]:
         if key not in SPEC_KEYS or key in ("name", "layer"):
             known = ", ".join(k for k in SPEC_KEYS if k not in ("name", "layer"))
             raise ConfigError(f"--attack-option {key}: unknown setting (known: {known})")
-        try:
-            spec[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"--attack-option {word!r}: cannot parse the value") from None
+        spec[key] = _option_value(word, raw)
     return spec
+
+
+def _option_value(word: str, raw: str) -> Any:
+    """A setting's value read as an override's is (``5``, ``0.1``, ``linf``, ``null``,
+    ``[0, 1]``), by OmegaConf's parser like every ``key=value`` word of the project."""
+    try:
+        value = OmegaConf.from_dotlist([f"value={raw}"])["value"]
+    except Exception:  # the parser's own error types
+        raise ConfigError(f"--attack-option {word!r}: cannot parse the value") from None
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def noise_rows(words: Sequence[str]) -> list[tuple[str, float | None]]:
@@ -247,9 +244,9 @@ def run(args: argparse.Namespace) -> int:
     if args.subset is not None and args.subset < 1:
         raise ConfigError(f"--subset {args.subset}: must be at least 1")
     attack = attack_spec(args.attack, args.attack_option)
-    noise = noise_rows(args.noise if args.noise is not None else DEFAULT_NOISE[table])
-    magnify = list(args.magnify if args.magnify is not None else DEFAULT_MAGNIFY[table])
-    if any(not value > 0 for value in magnify):
+    noise = noise_rows(args.noise) if args.noise is not None else None
+    magnify = list(args.magnify) if args.magnify is not None else None
+    if magnify is not None and any(not value > 0 for value in magnify):
         raise ConfigError(f"--magnify {magnify}: distortions must be positive")
     device = _device(args.device)
 
@@ -266,62 +263,37 @@ def run(args: argparse.Namespace) -> int:
     described = f"{settings['name']} {split}, {len(labels)} examples"
     print(f"transfer: {len(models)} models, {described}, attack {attack}", flush=True)
 
-    cache = AdversarialCache(args.cache_dir)
-    sources: list[PerturbedSet] = []
-    for index, (name, path) in enumerate(zip(names, paths, strict=True), start=1):
-        made = adversarial_set(
-            models[name],
-            images,
-            labels,
-            attack,
-            name=name,
-            checkpoint=path,
-            cache=cache,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            progress=progress,
-        )
-        how = "from the cache" if made.cached else "made"
-        print(
-            f"[{index}/{len(names)}] {name}: {how}, success {made.success_rate:.1%}, "
-            f"distortion {made.mean_distortion:.4f} ({made.path})",
-            flush=True,
-        )
-        sources.append(made)
-
-    rows, notes = _rows(sources, noise, magnify, table, models, args, images, labels)
-    title = (
-        f"Table {table}: error of each column model on the examples made for each row "
-        f"({described}, {args.attack})"
-    )
-    matrix = transfer_table(
+    study = transfer_study(
         models,
-        rows,
-        batch_size=max(args.batch_size, 1000),
-        title=title,
-        notes=notes,
-        progress=progress,
-    )
-    by_split = None
-    if table == 4:
-        by_split = split_errors(
-            models,
+        images,
+        labels,
+        attack,
+        table=table,
+        checkpoints=dict(zip(names, paths, strict=True)),
+        cache=AdversarialCache(args.cache_dir),
+        noise=noise,
+        magnify=magnify,
+        clean_row=not args.no_clean_row,
+        splits=(
             {
                 "P1": datamodule.tensors("p1"),
                 "P2": datamodule.tensors("p2"),
                 "test": datamodule.tensors("test"),
-            },
-            distortions={s.name: s.mean_distortion for s in sources},
-            title=(
-                "Table 3: each model's error on P1, P2 and the test set; distortion: the "
-                f"average of its adversarial examples ({described})"
-            ),
-        )
-    grid_sets = sources + [row for row in rows if row.kind == "magnified"]
-    grid = example_grid(grid_sets, models, count=args.examples, title=f"Examples ({described})")
+            }
+            if table == 4
+            else None
+        ),
+        described=described,
+        grid_examples=args.examples,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=progress,
+        report=lambda line: print(line, flush=True),
+    )
+    matrix, by_split, sources = study.matrix, study.by_split, study.sources
     seconds = time.perf_counter() - started
     out = Path(args.out) if args.out else _new_folder(Path("outputs") / "transfer")
-    files = _write(out, table, matrix, by_split, grid, sources, args, seconds, described)
+    files = _write(out, table, matrix, by_split, study.grid, sources, args, seconds, described)
     if by_split is not None:
         print(by_split.to_markdown())
     print(matrix.to_markdown())
@@ -357,63 +329,6 @@ def _sources(args: argparse.Namespace) -> tuple[int, str, list[str], list[Path]]
     if len(set(names)) != len(names):
         raise ConfigError(f"--names: names must differ ({names})")
     return table, split, list(names), paths
-
-
-def _rows(
-    sources: list[PerturbedSet],
-    noise: list[tuple[str, float | None]],
-    magnify: list[float],
-    table: int,
-    models: dict[str, nn.Module],
-    args: argparse.Namespace,
-    images: Tensor,
-    labels: Tensor,
-) -> tuple[list[PerturbedSet], list[str]]:
-    """The table's rows in the paper's order and the notes explaining them.
-
-    Table 2: adversarial rows, noise rows. Table 4: adversarial rows, matched noise, the
-    magnified rows, the other noise rows. A clean row comes last unless --no-clean-row.
-    """
-    reference = next(iter(models.values()))
-    distortions = [s.mean_distortion for s in sources if not math.isnan(s.mean_distortion)]
-    matched = sum(distortions) / len(distortions) if distortions else math.nan
-    made_noise: list[tuple[str, PerturbedSet]] = []
-    for kind, value in noise:
-        if kind == "matched":
-            if math.isnan(matched):
-                raise ConfigError("--noise matched: no adversarial set has a distortion")
-            name = f"Gaussian noise, distortion {matched:.3f} (matched)"
-            made = noise_set(
-                reference, images, labels, distortion=matched, seed=args.seed, name=name
-            )
-        elif kind == "stddev":
-            made = noise_set(reference, images, labels, stddev=value, seed=args.seed)
-        else:
-            made = noise_set(reference, images, labels, distortion=value, seed=args.seed)
-        made_noise.append((kind, made))
-    magnified = [magnified_set(source, value) for value in magnify for source in sources]
-    if table == 4:
-        first = [made for kind, made in made_noise if kind == "matched"]
-        rest = [made for kind, made in made_noise if kind != "matched"]
-        rows = [*sources, *first, *magnified, *rest]
-    else:
-        rows = [*sources, *magnified, *(made for _, made in made_noise)]
-    if not args.no_clean_row:
-        rows.append(clean_set(images, labels, name="Clean (no perturbation)"))
-    notes = [
-        "Adversarial rows: success against the model they were made for "
-        + ", ".join(f"{s.name} {s.success_rate:.1%}" for s in sources)
-        + "; failures stay unperturbed and are not counted in the distortion.",
-    ]
-    if made_noise:
-        notes.append(NOISE_NOTE)
-    if any(kind == "matched" for kind, _ in noise):
-        notes.append(
-            f"Matched noise: distortion {matched:.4f}, the adversarial rows' average (the "
-            "paper's 'stddev 0.06' row)."
-        )
-    notes += [magnified_note(value) for value in magnify]
-    return rows, notes
 
 
 def _new_folder(base: Path) -> Path:

@@ -26,6 +26,7 @@ from analysis.transfer import (
     magnified_set,
     noise_set,
     split_errors,
+    transfer_study,
     transfer_table,
 )
 from attacks import distortion
@@ -334,3 +335,46 @@ def test_heatmap_writes_every_cell_and_renders_to_pixels():
     assert pixels.shape[:2] == (pytest.approx(50 * height, abs=1), pytest.approx(50 * width, abs=1))
     with pytest.raises(ValueError, match="one per row and column label"):
         heatmap(values, row_labels=["a"], col_labels=["x", "y"])
+
+
+# ------------------------------------------------------------------------------ a study
+
+
+def test_transfer_study_builds_tables_3_and_4_and_reads_its_sets_back_from_the_cache(
+    zoo, examples, checkpoints, tmp_path
+):
+    splits = {"P1": examples, "P2": synthetic_images(40, seed=9)}
+    lines: list[str] = []
+    common = dict(
+        table=4,
+        checkpoints=checkpoints,
+        cache=AdversarialCache(tmp_path / "cache"),
+        splits=splits,
+        split_distortions={"softmax": 0.5},
+        grid_examples=3,
+        report=lines.append,
+    )
+    study = transfer_study(zoo, *examples, LBFGS, **common)
+    assert [s.name for s in study.sources] == list(zoo)
+    kinds = [row.kind for row in study.matrix.rows]
+    assert kinds == ["adversarial"] * 3 + ["noise"] + ["magnified"] * 3 + ["noise", "clean"]
+    for name in zoo:  # each set fools its own model on every example
+        assert study.matrix.error(name, name) == pytest.approx(1.0)
+    assert study.by_split is not None and study.by_split.splits == ["P1", "P2"]
+    assert study.by_split.distortion[0] == 0.5 and math.isnan(study.by_split.distortion[1])
+    assert len([a for a in study.grid.axes if a.images]) == (3 + 3) * 3 * 3
+    assert len(lines) == 3 and all(": made, success" in line for line in lines)
+
+    lines.clear()
+    again = transfer_study(zoo, *examples, LBFGS, **common)
+    assert all(": from the cache, success" in line for line in lines) and len(lines) == 3
+    assert again.matrix.records() == study.matrix.records()
+
+
+def test_transfer_study_leaves_out_matched_noise_when_no_attack_succeeded(zoo, examples):
+    weak = {"name": "fgsm", "epsilon": 0.0}  # changes nothing: no adversarial example
+    study = transfer_study(
+        {"mlp": zoo["mlp"]}, *examples, weak, table=2, noise=[("matched", None)], clean_row=False
+    )
+    assert [row.kind for row in study.matrix.rows] == ["adversarial"]
+    assert any("Matched noise: left out" in note for note in study.matrix.notes)
