@@ -17,43 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from timing import framework_epoch
 
-from cli.experiment import build_classifier, build_trainer
+from cli.experiment import build_classifier
 from configs import compose, to_container
 from datamodules import build_datamodule
 from trainers.networks import decay_groups
-
-
-class EpochTimer(pl.Callback):
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.started = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.seconds.append(time.perf_counter() - self.started)
-
-
-def framework_epoch(overrides: list[str], tmp: str) -> float:
-    config = compose(
-        [
-            "experiment=fc100-100-10",
-            "trainer.max_epochs=1",
-            "checkpoint.enabled=false",
-            f"output_dir={tmp}",
-            *overrides,
-        ]
-    )
-    datamodule = build_datamodule(to_container(config)["data"])
-    module = build_classifier(config, datamodule, Path(tmp), resuming=False)
-    timer = EpochTimer()
-    trainer = build_trainer(config, run_dir=Path(tmp), callbacks=[timer], logger=None)
-    trainer.fit(module, datamodule=datamodule)
-    return timer.seconds[0]
 
 
 def hand_epoch(overrides: list[str], tmp: str) -> float:
