@@ -21,10 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from configs import ConfigError, available, compose
 from configs.compose import CONFIG_ROOT, _load_yaml
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from cli.experiment import RunSummary
 
 ZOO_GROUP = "zoo"
 TABLES = (2, 4)
@@ -122,24 +127,35 @@ def ensure_trained(
     run with the same config fingerprint is reused. Every config is composed (and so checked)
     before anything is trained. Returns ``{experiment: checkpoint}`` in the order given.
     """
-    from cli.experiment import find_finished_run, run_experiment
-
     configs = {experiment: zoo_config(experiment, overrides) for experiment in experiments}
     checkpoints: dict[str, Path] = {}
     for index, (experiment, config) in enumerate(configs.items(), start=1):
-        step = f"[{index}/{len(configs)}] {experiment}"
-        finished = find_finished_run(config)
-        if finished is not None and finished.checkpoint:
-            report(f"{step}: reusing {finished.run_dir}")
-            checkpoints[experiment] = Path(finished.checkpoint)
-            continue
-        report(f"{step}: training (no finished run with this config below {config.output_dir})")
-        summary = run_experiment(config)
-        if not summary.checkpoint or not Path(summary.checkpoint).is_file():
-            raise ConfigError(
-                f"experiment={experiment}: the run in {summary.run_dir} saved no checkpoint "
-                "(checkpoint.enabled=false or trainer.fast_dev_run=true cannot make a zoo)"
-            )
-        report(f"{step}: trained in {summary.seconds:.0f} s, {summary.run_dir}")
-        checkpoints[experiment] = Path(summary.checkpoint)
+        summary, _ = ensure_run(
+            config, step=f"[{index}/{len(configs)}] {experiment}", report=report
+        )
+        checkpoints[experiment] = Path(str(summary.checkpoint))
     return checkpoints
+
+
+def ensure_run(
+    config: DictConfig, *, step: str = "", report: Callable[[str], None] = print
+) -> tuple[RunSummary, bool]:
+    """The finished run of ``config`` (same fingerprint, with its checkpoint), else a new
+    one trained now. Returns ``(RunSummary, reused)``; ``step`` prefixes the lines given to
+    ``report``."""
+    from cli.experiment import find_finished_run, run_experiment
+
+    step = step or str(config.name)
+    finished = find_finished_run(config)
+    if finished is not None and finished.checkpoint:
+        report(f"{step}: reusing {finished.run_dir}")
+        return finished, True
+    report(f"{step}: training (no finished run with this config below {config.output_dir})")
+    summary = run_experiment(config)
+    if not summary.checkpoint or not Path(summary.checkpoint).is_file():
+        raise ConfigError(
+            f"{config.name}: the run in {summary.run_dir} saved no checkpoint "
+            "(checkpoint.enabled=false or trainer.fast_dev_run=true cannot make a zoo)"
+        )
+    report(f"{step}: trained in {summary.seconds:.0f} s, {summary.run_dir}")
+    return summary, False
