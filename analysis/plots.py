@@ -185,13 +185,14 @@ def heatmap(
     axes.set_xticks(range(cols), labels=list(col_labels), rotation=35, ha="left", fontsize=8)
     axes.xaxis.tick_top()
     axes.set_yticks(range(rows), labels=list(row_labels), fontsize=8)
-    middle = (low + high) / 2
     for r in range(rows):
         for c in range(cols):
             value = float(matrix[r, c])
             if value != value:  # NaN
                 continue
-            color = "white" if value < middle else "black"
+            red, green, blue, _ = image.cmap(image.norm(value))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # the cell's luminance
+            color = "white" if dark else "black"
             text = value_format.format(value)
             axes.text(c, r, text, ha="center", va="center", fontsize=8, color=color)
     bar = figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
