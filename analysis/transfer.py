@@ -29,6 +29,7 @@ import json
 import math
 import os
 import tempfile
+import textwrap
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -653,9 +654,16 @@ class TransferTable:
             self.matrix(),
             row_labels=labels,
             col_labels=self.targets,
-            title=title if title is not None else (self.title or None),
+            title=title if title is not None else (self.title.split(":")[0] or None),
             colorbar_label="error of the column model",
+            margins=(label_margin(labels), 1.1),
         )
+
+
+def label_margin(labels: Sequence[str], *, fontsize: float = 8) -> float:
+    """Inches of room for the longest of ``labels`` left of a heatmap (at least 2.8)."""
+    longest = max((len(label) for label in labels), default=0)
+    return max(2.8, 0.3 + 0.0085 * fontsize * longest)
 
 
 def transfer_table(
@@ -788,7 +796,7 @@ def example_grid(
         labels=torch.stack(labels),
         original_predictions=torch.stack(before),
         perturbed_predictions=torch.stack(after),
-        group_names=[entry.name for entry in chosen],
+        group_names=[textwrap.fill(entry.name, 20) for entry in chosen],
         class_names=class_names,
         title=title,
     )
@@ -994,7 +1002,7 @@ def transfer_study(
             ),
         )
     grid_sets = sources + [row for row in rows if row.kind == "magnified"]
-    grid = example_grid(grid_sets, models, count=grid_examples, title=f"Examples ({described})")
+    grid = example_grid(grid_sets, models, count=grid_examples, title=f"Table {table}: examples")
     return TransferStudy(
         table=table,
         matrix=matrix,

@@ -1,0 +1,558 @@
+"""The paper's MNIST study, step by step: what ``intriguing reproduce`` runs.
+
+:func:`plan_study` composes every training run a budget asks for (and so checks all of them
+before anything is trained): the models of Table 1 (``configs/zoo/table2.yaml``) and of
+Table 3 (``table4.yaml``), the adversarial-training comparison (its experiment with the
+backfeed callback and :func:`cli.experiment.baseline_config` of it, once per seed), the
+network of the unit analysis and, if the budget asks, that network trained with backfeeding.
+:func:`run_study` then trains what has no finished run (:func:`cli.zoo.ensure_run`: a run
+with the same config fingerprint is reused), measures Tables 1 to 5, the adversarial-
+training comparison and the unit analysis, and returns
+:class:`~analysis.reproduction.StudyResults`. Adversarial sets are cached
+(:class:`~analysis.transfer.AdversarialCache`), so an interrupted study that is started again
+trains nothing and attacks nothing it has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from analysis.reproduction import (
+    ModelMeasurement,
+    SeedComparison,
+    SpectralModel,
+    StudyResults,
+    TrainedRun,
+    measure_model,
+)
+from analysis.spectral import network_bounds
+from analysis.transfer import AdversarialCache, TransferStudy, error_rate, transfer_study
+from analysis.units import analyse_units
+from cli.experiment import baseline_config
+from cli.units import save_outputs
+from cli.zoo import Zoo, ensure_run, load_zoo
+from configs import ConfigError, compose, to_container
+from configs.budget import ReproduceBudget
+from configs.schema import AttackConfig
+from datamodules import ImageDataModule, build_datamodule
+from trainers import load_classifier
+from trainers.stages import StagedNetwork
+
+TABLE1_ZOO = "table2"  # the models of Tables 1 and 2
+TABLE3_ZOO = "table4"  # the models of Tables 3 and 4
+#: Keys of an attack config each attack reads (the rest would only split the cache).
+ATTACK_KEYS = {
+    "lbfgs": ("search_steps", "max_iterations"),
+    "fgsm": ("epsilon", "norm"),
+    "pgd": ("epsilon", "norm", "steps", "step_size"),
+    "noise": ("stddev",),
+}
+#: Overrides that change how a run is recorded or shown, not what it trains.
+_BOOKKEEPING = (
+    "logger",
+    "trainer.enable_progress_bar",
+    "trainer.progress_bar_refresh_rate",
+    "output_dir",
+    "run_dir",
+    "name",
+    "checkpoint",
+)
+
+
+@dataclass
+class PlannedRun:
+    """One training run of the study: its key in the study, experiment and config."""
+
+    key: str
+    experiment: str
+    config: DictConfig
+    name: str = ""  # the model's name in the tables
+
+
+@dataclass
+class StudyPlan:
+    """Every training run a budget asks for, composed and checked."""
+
+    budget: ReproduceBudget
+    overrides: list[str]
+    table1: list[PlannedRun]
+    table3: list[PlannedRun]
+    backfeed: list[tuple[int, PlannedRun, PlannedRun]]  # (seed, with, without)
+    units: PlannedRun
+    units_backfeed: PlannedRun | None = None
+    trained: dict[str, TrainedRun] = field(default_factory=dict)
+
+    def runs(self) -> list[PlannedRun]:
+        """Each run once, in training order."""
+        ordered = [*self.table1, *self.table3]
+        for _, with_backfeed, without in self.backfeed:
+            ordered += [without, with_backfeed]
+        ordered.append(self.units)
+        if self.units_backfeed is not None:
+            ordered.append(self.units_backfeed)
+        unique: dict[str, PlannedRun] = {}
+        for run in ordered:
+            unique.setdefault(run.key, run)
+        return list(unique.values())
+
+    def by_experiment(self, experiment: str) -> PlannedRun | None:
+        for run in [*self.table1, *self.table3, self.units]:
+            if run.experiment == experiment:
+                return run
+        return None
+
+
+def plan_study(
+    budget: ReproduceBudget, overrides: Sequence[str] = (), *, group: str | None = None
+) -> StudyPlan:
+    """Compose every run of the study: the budget's overrides for every run, then its
+    overrides for the experiment, then ``overrides`` (the command line's), then
+    ``logger.group=group``."""
+    extra = [*overrides, *([f"logger.group={group}"] if group else [])]
+
+    def planned(experiment: str, *more: str, key: str | None = None, name: str = "") -> PlannedRun:
+        words = [
+            f"experiment={experiment}",
+            *budget.training.overrides,
+            *budget.training.experiments.get(experiment, []),
+            *extra,
+            *more,
+        ]
+        return PlannedRun(key or experiment, experiment, compose(words), name or experiment)
+
+    def zoo_runs(zoo: Zoo) -> list[PlannedRun]:
+        return [planned(m.experiment, name=m.name) for m in zoo.models]
+
+    table1, table3 = zoo_runs(load_zoo(TABLE1_ZOO)), zoo_runs(load_zoo(TABLE3_ZOO))
+    section = budget.adversarial_training
+    backfeed = []
+    for seed in section.seeds:
+        with_backfeed = planned(
+            section.experiment, f"seed={seed}", key=f"{section.experiment}/seed{seed}"
+        )
+        if not with_backfeed.config.backfeed.enabled:
+            raise ConfigError(
+                f"adversarial_training.experiment={section.experiment}: its backfeed callback "
+                "is off (backfeed.enabled=false), there is nothing to compare"
+            )
+        baseline = baseline_config(with_backfeed.config)
+        without = PlannedRun(
+            f"{baseline.name}/seed{seed}", section.experiment, baseline, f"{baseline.name}"
+        )
+        backfeed.append((seed, with_backfeed, without))
+    plan = StudyPlan(
+        budget, list(overrides), table1, table3, backfeed, planned(budget.units.experiment)
+    )
+    existing = plan.by_experiment(budget.units.experiment)
+    if existing is not None:
+        plan.units = existing
+    if budget.spectral.backfeed_experiment is not None:
+        plan.units_backfeed = planned(budget.spectral.backfeed_experiment)
+        if not plan.units_backfeed.config.backfeed.enabled:
+            raise ConfigError(
+                f"spectral.backfeed_experiment={budget.spectral.backfeed_experiment}: its "
+                "backfeed callback is off (backfeed.enabled=false)"
+            )
+    for model in budget.spectral.models:
+        if plan.by_experiment(model) is None:
+            raise ConfigError(
+                f"spectral.models: {model} is not a model of the study (its experiments: "
+                + ", ".join(run.experiment for run in [*plan.table1, *plan.table3, plan.units])
+                + ")"
+            )
+    return plan
+
+
+# ------------------------------------------------------------------------------ steps
+
+
+class StepTimer:
+    """Wall time of each named step, in order."""
+
+    def __init__(self, report: Callable[[str], None]) -> None:
+        self.seconds: dict[str, float] = {}
+        self.report = report
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.report(f"== {name}")
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.perf_counter() - started
+            self.report(f"== {name}: {self.seconds[name]:.0f} s")
+
+
+def attack_settings(attack: AttackConfig | DictConfig) -> dict[str, Any]:
+    """The keys of an attack config that its attack reads (see :data:`ATTACK_KEYS`)."""
+    container = OmegaConf.to_container(OmegaConf.structured(attack), enum_to_str=True)
+    assert isinstance(container, dict)
+    name = str(container["name"])
+    return {
+        "name": name,
+        **{k: container[k] for k in ATTACK_KEYS[name] if container.get(k) is not None},
+    }
+
+
+def attack_text(attack: dict[str, Any]) -> str:
+    """``L-BFGS (search_steps 4)``, ``FGSM (epsilon 0.1, linf)``."""
+    names = {"lbfgs": "L-BFGS", "fgsm": "FGSM", "pgd": "PGD", "noise": "Gaussian noise"}
+    settings = ", ".join(f"{k} {v}" for k, v in attack.items() if k != "name")
+    return names[attack["name"]] + (f" ({settings})" if settings else "")
+
+
+class StudyData:
+    """The data sets of the study's runs, loaded once per distinct data configuration and
+    kept on the CPU; the test set always whole."""
+
+    IGNORED = ("batch_size", "eval_batch_size", "on_device", "test_subset", "download_timeout")
+
+    def __init__(self) -> None:
+        self._modules: dict[str, ImageDataModule] = {}
+
+    def module(self, config: DictConfig) -> ImageDataModule:
+        data = {k: v for k, v in to_container(config)["data"].items() if k not in self.IGNORED}
+        key = json.dumps(data, sort_keys=True)
+        if key not in self._modules:
+            module = build_datamodule({**data, "on_device": False})
+            module.prepare_data()
+            module.setup("test")
+            self._modules[key] = module
+        return self._modules[key]
+
+
+def run_study(
+    plan: StudyPlan,
+    *,
+    out: Path,
+    cache_dir: Path,
+    device: torch.device,
+    progress: bool = False,
+    report: Callable[[str], None] = print,
+    commands: Sequence[str] = (),
+    budget_text: str = "",
+) -> StudyResults:
+    """Train, measure and collect everything the report shows (see the module docstring)."""
+    budget = plan.budget
+    timer = StepTimer(report)
+    load = os.getloadavg()
+    cache = AdversarialCache(cache_dir)
+    data = StudyData()
+
+    runs = plan.runs()
+    with timer.step(f"Train the models ({len(runs)} runs)"):
+        for index, run in enumerate(runs, start=1):
+            summary, reused = ensure_run(
+                run.config, step=f"[{index}/{len(runs)}] {run.key}", report=report
+            )
+            plan.trained[run.key] = TrainedRun(
+                key=run.key,
+                experiment=run.experiment,
+                run_dir=str(summary.run_dir),
+                checkpoint=str(summary.checkpoint),
+                reused=reused,
+                seconds=summary.seconds,
+                logs=summary.logs,
+                metrics=dict(summary.metrics),
+            )
+
+    def network(run: PlannedRun) -> StagedNetwork:
+        module = data.module(run.config)
+        path = plan.trained[run.key].checkpoint
+        return load_classifier(path, input_shape=module.input_shape).network.eval().to(device)
+
+    distortion_attack = attack_settings(budget.distortion.attack)
+
+    def measured(runs: list[PlannedRun]) -> tuple[list[ModelMeasurement], dict[str, Any]]:
+        measurements, networks = [], {}
+        for run in runs:
+            module = data.module(run.config)
+            networks[run.name] = network(run)
+            measurement = measure_model(
+                networks[run.name],
+                name=run.name,
+                experiment=run.experiment,
+                train=module.tensors("train"),
+                test=module.tensors("test"),
+                attack=distortion_attack,
+                examples=budget.distortion.examples,
+                checkpoint=plan.trained[run.key].checkpoint,
+                cache=cache,
+                batch_size=budget.distortion.batch_size,
+                progress=progress,
+            )
+            how = "from the cache" if measurement.cached else "attacked"
+            report(
+                f"{run.name}: train error {measurement.train_error:.2%}, test error "
+                f"{measurement.test_error:.2%}, min distortion {measurement.distortion:.4f} "
+                f"({measurement.distortion_examples} training images, {how})"
+            )
+            measurements.append(measurement)
+        return measurements, networks
+
+    with timer.step("Tables 1 and 3: errors and minimum distortion on training images"):
+        table1, table1_networks = measured(plan.table1)
+        table3, table3_networks = measured(plan.table3)
+
+    transfer = budget.transfer
+    transfer_attack = attack_settings(transfer.attack)
+
+    def study(runs: list[PlannedRun], networks: dict[str, Any], table: int) -> TransferStudy:
+        module = data.module(runs[0].config)
+        images, labels = module.tensors("test")
+        count = len(labels) if transfer.examples is None else min(transfer.examples, len(labels))
+        described = (
+            f"{module.name} test, "
+            + (f"all {count:,} images" if count == len(labels) else f"first {count:,} images")
+            + f", {attack_text(transfer_attack)}"
+        )
+        splits = None
+        if table == 4:
+            splits = {
+                "P1": module.tensors("p1"),
+                "P2": module.tensors("p2"),
+                "test": (images, labels),
+            }
+        return transfer_study(
+            networks,
+            images[:count],
+            labels[:count],
+            transfer_attack,
+            table=table,
+            checkpoints={run.name: plan.trained[run.key].checkpoint for run in runs},
+            cache=cache,
+            splits=splits,
+            split_distortions={m.name: m.distortion for m in table3},
+            split_distortion_note="the average minimum distortion on its training images, "
+            "as in Table 1",
+            described=described,
+            grid_examples=transfer.grid_examples,
+            batch_size=transfer.batch_size,
+            seed=transfer.seed,
+            progress=progress,
+            report=report,
+        )
+
+    with timer.step("Table 2: cross-model generalisation"):
+        table2 = study(plan.table1, table1_networks, 2)
+    with timer.step("Tables 3 and 4: cross-training-set generalisation"):
+        table4 = study(plan.table3, table3_networks, 4)
+
+    with timer.step("Adversarial training: with and without backfeeding"):
+        comparison = _adversarial_training(plan, data, network, report)
+
+    with timer.step("Units versus random directions"):
+        units_run = plan.units
+        module = data.module(units_run.config)
+        images, labels = module.tensors("test")
+        count = (
+            len(labels) if budget.units.images is None else min(budget.units.images, len(labels))
+        )
+        units_network = network(units_run)
+        if budget.units.layer not in units_network.layer_names:
+            raise ConfigError(
+                f"units.layer={budget.units.layer}: {units_run.experiment} has no such layer "
+                f"(its layers: {', '.join(units_network.layer_names)})"
+            )
+        units = analyse_units(
+            units_network,
+            budget.units.layer,
+            images[:count],
+            labels[:count],
+            directions=budget.units.directions,
+            top_k=budget.units.top_k,
+            seed=budget.units.seed,
+            num_classes=module.num_classes,
+        )
+        paths = save_outputs(
+            units,
+            images[:count],
+            labels[:count],
+            out / "units",
+            rows=budget.units.rows,
+            split="test",
+        )
+        figures = {f"units_{kind}": path for kind, path in paths.items() if path.suffix == ".png"}
+        report(units.to_markdown())
+
+    with timer.step("Table 5: upper Lipschitz bounds"):
+        spectral = _spectral(plan, network, report)
+
+    return StudyResults(
+        budget=budget.name,
+        budget_text=budget_text or OmegaConf.to_yaml(OmegaConf.structured(budget)),
+        departures=departures(plan),
+        table1=table1,
+        table2=table2,
+        table3=table3,
+        table4=table4,
+        adversarial_training=comparison,
+        units=units,
+        units_model=f"{units_run.experiment} ({units_run.config.model.family} network)",
+        spectral=spectral,
+        runs=list(plan.trained.values()),
+        steps=timer.seconds,
+        machine=machine(device, load),
+        commands=list(commands),
+        figures=figures,
+    )
+
+
+def _adversarial_training(
+    plan: StudyPlan,
+    data: StudyData,
+    network: Callable[[PlannedRun], StagedNetwork],
+    report: Callable[[str], None],
+) -> SeedComparison:
+    """Clean test error (measured here, whole test set, eval mode) and the runs' own
+    adversarial error and minimum distortion (their ``evaluation`` section)."""
+    runs: dict[str, list[dict[str, float]]] = {"backfeed": [], "baseline": []}
+    for seed, with_backfeed, without in plan.backfeed:
+        for arm, run in (("backfeed", with_backfeed), ("baseline", without)):
+            images, labels = data.module(run.config).tensors("test")
+            metrics = plan.trained[run.key].metrics
+            figures = {
+                "test_error": error_rate(network(run), images, labels),
+                "eval/adversarial_error": metrics.get("eval/adversarial_error", math.nan),
+                "eval/min_distortion": metrics.get("eval/min_distortion", math.nan),
+            }
+            report(
+                f"seed {seed}, {arm}: test error {figures['test_error']:.2%}, adversarial "
+                f"error {figures['eval/adversarial_error']:.2%}, min distortion "
+                f"{figures['eval/min_distortion']:.4f}"
+            )
+            runs[arm].append(figures)
+    first = plan.backfeed[0][1].config
+    evaluation = first.evaluation
+    examples = int(plan.trained[plan.backfeed[0][1].key].metrics.get("eval/examples", 0))
+    return SeedComparison(
+        seeds=[seed for seed, _, _ in plan.backfeed],
+        runs=runs,
+        attack=(
+            f"{attack_text(attack_settings(evaluation.attack))} for the adversarial error, "
+            f"{attack_text(attack_settings(evaluation.distortion_attack))} for the distortion"
+            if evaluation.subset
+            else "not measured (evaluation.subset=0)"
+        ),
+        examples=examples,
+    )
+
+
+def _spectral(
+    plan: StudyPlan,
+    network: Callable[[PlannedRun], StagedNetwork],
+    report: Callable[[str], None],
+) -> list[SpectralModel]:
+    section = plan.budget.spectral
+    chosen: list[tuple[PlannedRun, str]] = []
+    for experiment in section.models:
+        run = plan.by_experiment(experiment)
+        assert run is not None  # checked by plan_study
+        chosen.append((run, "without backfeeding"))
+    if section.adversarial_training and plan.backfeed:
+        seed, with_backfeed, without = plan.backfeed[0]
+        chosen.append((without, f"seed {seed}, without backfeeding"))
+        chosen.append((with_backfeed, f"seed {seed}, with backfeeding"))
+    if plan.units_backfeed is not None:
+        run = plan.units_backfeed
+        chosen.append((run, "with backfeeding"))
+    models = []
+    for run, description in chosen:
+        bounds = network_bounds(network(run))
+        report(f"{run.key}: product of the layers' bounds {bounds.product:.4g}")
+        models.append(SpectralModel(run.key, description, bounds))
+    return models
+
+
+def departures(plan: StudyPlan) -> list[str]:
+    """How the budget departs from the paper's setting, in words (empty: paper scale)."""
+    budget = plan.budget
+    found: list[str] = []
+    changed: dict[str, list[str]] = {}
+    for run in plan.runs():
+        preset = compose([f"experiment={run.experiment}"])
+        words = [
+            *budget.training.overrides,
+            *budget.training.experiments.get(run.experiment, []),
+            *plan.overrides,
+        ]
+        changes = changed.setdefault(run.experiment, [])
+        for word in words:
+            key = word.partition("=")[0].strip()
+            if key.startswith(_BOOKKEEPING) or _inactive(run.config, key):
+                continue
+            new = OmegaConf.select(run.config, key, default=None)
+            old = OmegaConf.select(preset, key, default=None)
+            if new != old and f"{key}={new} (preset: {old})" not in changes:
+                changes.append(f"{key}={new} (preset: {old})")
+    common = [c for c in next(iter(changed.values()), []) if all(c in v for v in changed.values())]
+    if common and len(changed) > 1:
+        found.append("Every model trained with " + ", ".join(common))
+    for experiment, changes in changed.items():
+        rest = [change for change in changes if change not in common]
+        if rest:
+            found.append(f"`{experiment}` trained with " + ", ".join(rest))
+    if budget.distortion.examples is not None:
+        found.append(
+            f"Tables 1 and 3: minimum distortion on the first {budget.distortion.examples:,} "
+            "training images of each model (the paper: its whole training set)"
+        )
+    if budget.transfer.examples is not None and budget.transfer.examples < 10_000:
+        found.append(
+            f"Tables 2 and 4: adversarial examples made for the first "
+            f"{budget.transfer.examples:,} test images (the paper: all 10,000)"
+        )
+    return found
+
+
+def _inactive(config: DictConfig, key: str) -> bool:
+    """Whether ``key`` belongs to a part of the config this run does not use."""
+    unused = {
+        "model.autoencoder.": config.model.family != "ae",
+        "model.conv.": config.model.family != "conv",
+        "backfeed.": not config.backfeed.enabled,
+        "transfer.": not config.transfer.enabled,
+        "spectral.": not config.spectral.enabled,
+        "evaluation.": not config.evaluation.subset and key != "evaluation.subset",
+    }
+    return any(key.startswith(prefix) and off for prefix, off in unused.items())
+
+
+def machine(device: torch.device, load_at_start: tuple[float, float, float]) -> dict[str, str]:
+    """What the study ran on, and how busy the machine was (load averages)."""
+    import lightning
+
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()})"
+    )
+    cpus = os.cpu_count() or 0
+    threads = torch.get_num_threads()
+    load_now = os.getloadavg()
+    return {
+        "summary": f"{cpus} CPU cores, {threads} torch thread(s), {name}",
+        "device": name,
+        "CPU cores": str(cpus),
+        "torch threads": str(threads),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "(unset)"),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load average (1, 5, 15 min) at start": ", ".join(f"{v:.2f}" for v in load_at_start),
+        "load average (1, 5, 15 min) at end": ", ".join(f"{v:.2f}" for v in load_now),
+    }
