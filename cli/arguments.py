@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from configs import ConfigError
 from datamodules.datamodule import DATA_KEYS
 from trainers.checkpoints import read_checkpoint
 
@@ -37,3 +40,17 @@ def checkpoint_data(
     data["on_device"] = False
     data.pop("test_subset", None)
     return data
+
+
+def torch_device(word: str) -> torch.device:
+    """``--device``: ``auto`` (CUDA when there is a GPU, else the CPU) or a torch device
+    name; one this machine lacks is refused by name."""
+    if word == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(word)
+    except RuntimeError as error:
+        raise ConfigError(f"--device {word!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {word}: CUDA is not available here")
+    return device

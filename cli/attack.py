@@ -14,10 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from attacks import build_attack, minimum_distortion
-from cli.arguments import checkpoint_data, positive_int
+from cli.arguments import checkpoint_data, positive_int, torch_device
 from cli.tracking import add_wandb_arguments, analysis_run
 from configs import ConfigError
 from datamodules import TENSOR_SPLITS, build_datamodule
@@ -65,18 +63,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"--device {name!r}: {error}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available here")
-    return device
-
-
 def attack_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The attack's specification (see :func:`attacks.build_attack`) from the options."""
     spec: dict[str, Any] = {"name": args.attack, "layer": args.layer}
@@ -98,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             f"checkpoint {args.checkpoint}: no layer {args.layer!r}; its layers are "
             f"{', '.join(network.layer_names)}"
         )
-    device = _device(args.device)
+    device = torch_device(args.device)
     network.to(device)
     module.prepare_data()
     module.setup("test")

@@ -22,13 +22,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import torch
-
 from analysis.report import Report, build_report, draw_figures, table_records
 from analysis.reproduction import StudyResults
+from cli.arguments import torch_device
 from cli.study import plan_study, run_study
 from cli.tracking import analysis_run, wandb_mode
-from configs import ConfigError
 from configs.budget import available_budgets, budget_path, load_budget
 
 DEFAULT_CACHE = "outputs/transfer-cache"  # shared with `intriguing transfer`
@@ -64,18 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _device(word: str) -> torch.device:
-    if word == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(word)
-    except RuntimeError:
-        raise ConfigError(f"--device {word!r}: not a torch device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {word}: CUDA is not available here")
-    return device
-
-
 def command_line(args: argparse.Namespace) -> str:
     """The command as a user would type it again (with OMP_NUM_THREADS when set)."""
     words = ["intriguing", "reproduce", "--budget", args.budget]
@@ -101,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("trainer.enable_progress_bar=false")
     plan = plan_study(budget, overrides, group=group)
-    device = _device(args.device)
+    device = torch_device(args.device)
     runs = plan.runs()
     print(
         f"reproduce: budget {budget.name} ({budget_path(args.budget)}), {len(runs)} training "

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -39,6 +38,7 @@ from analysis.transfer import (
     transfer_study,
 )
 from attacks.factory import ATTACKS, SPEC_KEYS
+from cli.arguments import torch_device
 from cli.tracking import add_wandb_arguments, analysis_run
 from configs import ConfigError
 from datamodules import TENSOR_SPLITS, build_datamodule
@@ -177,15 +177,6 @@ def noise_rows(words: Sequence[str]) -> list[tuple[str, float | None]]:
     return rows
 
 
-def _device(word: str) -> torch.device:
-    if word == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(word)
-    except RuntimeError:
-        raise ConfigError(f"--device {word!r}: not a torch device") from None
-
-
 # ------------------------------------------------------------------------------ data
 
 
@@ -248,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     magnify = list(args.magnify) if args.magnify is not None else None
     if magnify is not None and any(not value > 0 for value in magnify):
         raise ConfigError(f"--magnify {magnify}: distortions must be positive")
-    device = _device(args.device)
+    device = torch_device(args.device)
 
     settings = data_settings(paths, args.data)
     settings["data_dir"] = args.data_dir or os.environ.get("INTRIGUING_DATA_DIR", "data")
