@@ -184,7 +184,7 @@ class TrainerConfig:
     gradient_clip_val: float | None = None
     enable_progress_bar: bool = True
     # Redraw the bar every N steps: redrawing each step costs small models much of a step.
-    progress_bar_refresh_rate: int = 25
+    progress_bar_refresh_rate: int = 50
     # Attacks during validation need gradients: Lightning's inference mode forbids them.
     inference_mode: bool = False
 

@@ -57,6 +57,7 @@ class ImageClassifier(LightningModule):
         self.val_error = ErrorRate()
         self.test_error = ErrorRate()
         self._mixed: list[tuple[str, Tensor, Tensor]] = []
+        self._reset_epoch_sums()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.network(x)
@@ -75,9 +76,30 @@ class ImageClassifier(LightningModule):
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
         mixed, self._mixed = self._mixed, []
+        if mixed:
+            logits, loss = self._mixed_loss(x, y, mixed)
+        else:
+            logits = self.network(x)
+            loss = F.cross_entropy(logits, y)
+        # A small model's step costs about as much as Lightning's log() or a torchmetrics
+        # update: per step only sums are kept (on the device, no synchronisation); they go
+        # into the DDP-reduced metrics once per epoch (on_train_epoch_end), and the step
+        # loss out only as often as the logger writes.
+        with torch.no_grad():  # in place: assigning a module attribute costs more than this
+            self._epoch_sums[0] += (logits.argmax(dim=1) != y).sum()
+            self._epoch_sums[1] += loss.detach() * len(y)
+            self._epoch_sums[2] += len(y)
+        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
+            self.log("train/step_loss", loss, prog_bar=True)
+        return loss
+
+    def _mixed_loss(
+        self, x: Tensor, y: Tensor, mixed: list[tuple[str, Tensor, Tensor]]
+    ) -> tuple[Tensor, Tensor]:
+        """Logits of the clean batch and the mean loss over clean and mixed examples."""
         inputs = [x, *(h for layer, h, _ in mixed if layer == INPUT)]
         labels = [y, *(t for layer, _, t in mixed if layer == INPUT)]
-        logits_all = self.network(torch.cat(inputs) if len(inputs) > 1 else x)
+        logits_all = self.network(torch.cat(inputs))
         loss_sum = F.cross_entropy(logits_all, torch.cat(labels), reduction="sum")
         count = sum(len(t) for t in labels)
         for layer, h, t in mixed:
@@ -85,17 +107,21 @@ class ImageClassifier(LightningModule):
                 logits_above = self.network.forward_from(layer, h)
                 loss_sum = loss_sum + F.cross_entropy(logits_above, t, reduction="sum")
                 count += len(t)
-        loss = loss_sum / count
-        self.train_error.update(logits_all[: len(y)].detach(), y)
-        self.train_loss.update(loss.detach(), weight=count)
-        # Lightning's log() costs about a millisecond: as much as a small model's whole step.
-        # Per-step values go out only as often as the logger writes them; epoch figures are
-        # accumulated in metrics and logged once per epoch (on_train_epoch_end).
-        if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
-            self.log("train/step_loss", loss, prog_bar=True)
-        return loss
+        return logits_all[: len(y)], loss_sum / count
+
+    def _reset_epoch_sums(self) -> None:
+        """Wrong predictions, summed loss and examples of the clean batches this epoch."""
+        self._epoch_sums = torch.zeros(3, device=self.device)  # float32: exact counts to 2**24
+
+    def on_train_epoch_start(self) -> None:
+        self._reset_epoch_sums()
 
     def on_train_epoch_end(self) -> None:
+        """Clean-batch error and mean loss of the epoch, reduced over processes."""
+        wrong, loss_sum, count = self._epoch_sums.tolist()
+        if count:
+            self.train_error.update_counts(int(wrong), int(count))
+            self.train_loss.update(loss_sum / count, weight=count)
         self.log("train/loss", self.train_loss)
         self.log("train/error", self.train_error)
 

@@ -34,5 +34,10 @@ class ErrorRate(Metric):
         self.wrong += (predictions != labels).sum()
         self.total += labels.numel()
 
+    def update_counts(self, wrong: Tensor | int, total: Tensor | int) -> None:
+        """Add counts kept elsewhere (e.g. summed over an epoch's steps without updates)."""
+        self.wrong += torch.as_tensor(wrong, device=self.wrong.device).long()
+        self.total += torch.as_tensor(total, device=self.total.device).long()
+
     def compute(self) -> Tensor:
         return self.wrong.float() / self.total.clamp(min=1).float()
