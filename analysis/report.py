@@ -32,6 +32,7 @@ from analysis.reproduction import (
     StudyResults,
 )
 from analysis.transfer import TransferStudy, label_margin
+from analysis.units import UnitAnalysis
 
 NO_COUNTERPART = "n/a"
 
@@ -281,7 +282,15 @@ def _html_cell(cell: Cell, tag: str = "td") -> str:
             + (f'<span class="diff">{html.escape(difference)}</span>' if difference else "")
             + f"</{tag}>"
         )
-    return f"<{tag}>{_inline(cell)}</{tag}>"
+    numeric = bool(_NUMERIC.match(cell.replace("*", "")))
+    return (
+        f"<{tag}>{_inline(cell)}</{tag}>"
+        if numeric
+        else f'<{tag} class="text">{_inline(cell)}</{tag}>'
+    )
+
+
+_NUMERIC = re.compile(r"^\s*[-+<]?\s*\d")  # right-aligned: cells that start with a number
 
 
 def _html_block(block: Block) -> str:
@@ -327,7 +336,7 @@ table { border-collapse: collapse; font-size: 13.5px; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding: 4px 0 8px; }
 th, td { border: 1px solid #d5dae2; padding: 5px 9px; text-align: right; vertical-align: top; }
 th { background: #eef1f5; font-weight: 600; text-align: center; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child, td.text { text-align: left; }
 td.cmp span { display: block; white-space: nowrap; }
 td.cmp .ours { font-weight: 600; }
 td.cmp .paper { color: #5b6575; font-size: 12px; }
@@ -448,7 +457,7 @@ def _summary(results: StudyResults) -> list[Block]:
         Paragraph(
             f"What `intriguing reproduce --budget {results.budget}` measured, beside the "
             f"figures of {paper.SOURCE}. Wall time {_duration(results.seconds)} on "
-            f"{results.machine.get('summary', 'this machine')}."
+            f"{results.machine.get('summary', 'this machine')}" + _reused_note(results) + "."
         )
     ]
     if results.departures:
@@ -464,6 +473,17 @@ def _summary(results: StudyResults) -> list[Block]:
         blocks.append(Paragraph("This budget runs the study at the paper's scale."))
     blocks.append(Paragraph(LEGEND))
     return blocks
+
+
+def _reused_note(results: StudyResults) -> str:
+    reused = [run for run in results.runs if run.reused]
+    if not reused:
+        return ""
+    seconds = sum(run.seconds for run in reused)
+    return (
+        f"; {len(reused)} of its {len(results.runs)} training runs were reused from earlier "
+        f"(they took {_duration(seconds)} to train)"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -628,8 +648,8 @@ def _setup_section(results: StudyResults) -> Section:
         steps,
         machine,
         Paragraph(
-            "The budget file and every training run's configuration are listed at the end "
-            "(sections Training runs and Budget)."
+            "The training runs (each folder holds the run's `config.yaml` and "
+            "`summary.json`) and the budget file are listed at the end."
         ),
     ]
     return Section("How this was run", blocks)
@@ -970,7 +990,13 @@ def _units_section(results: StudyResults) -> Section:
             f"Network: {results.units_model}, layer `{units.layer}` "
             f"(shape {'x'.join(map(str, units.layer_shape))}), {units.num_images:,} test images."
         ),
-        Code(units.to_markdown()),
+        _purity_table(units),
+        Paragraph(
+            "Permutation tests of equal means (two-sided p): "
+            + ", ".join(f"{name.replace('_', ' ')} {p:.3g}" for name, p in units.p_values.items())
+            + f". Units skipped (no maximising images, ties at their minimum): "
+            f"{units.skipped_units}."
+        ),
     ]
     for name, caption in (
         ("units_unit", "Top images of single units (natural basis)"),
@@ -980,6 +1006,32 @@ def _units_section(results: StudyResults) -> Section:
         if name in results.figures:
             blocks.append(Image(results.figures[name], caption))
     return Section("Units versus random directions (Section 3)", blocks)
+
+
+def _purity_table(units: UnitAnalysis) -> Table:
+    titles = {
+        "unit": "Single units (natural basis)",
+        "random": "Random directions",
+        "baseline": f"{units.top_k} random images (chance)",
+    }
+    level = round(100 * units.level)
+    rows: list[list[Cell]] = []
+    for kind, title in titles.items():
+        stats = units.stats[kind]
+        rows.append(
+            [
+                title,
+                str(stats.count),
+                f"{stats.mean:.3f}",
+                f"{stats.std:.3f}",
+                f"[{stats.ci_low:.3f}, {stats.ci_high:.3f}]",
+            ]
+        )
+    return Table(
+        ["Directions", "Count", "Mean purity", "Std", f"{level}% CI of the mean"],
+        rows,
+        caption=f"Label purity of the top {units.top_k} images of `{units.layer}`",
+    )
 
 
 def _runs_section(results: StudyResults) -> Section:
@@ -1001,6 +1053,6 @@ def _runs_section(results: StudyResults) -> Section:
                 "Every model of the study; a run is reused when a finished one has the same "
                 "configuration fingerprint (its own training time is shown)."
             ),
-            Table(["Model", "Experiment", "", "Training time", "Run folder", "Logs"], rows),
+            Table(["Model", "Experiment", "Status", "Training time", "Run folder", "Logs"], rows),
         ],
     )

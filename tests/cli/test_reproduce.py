@@ -163,10 +163,13 @@ def test_shipped_budgets_plan_the_papers_runs():
         "backfeed-fc100/seed0",
         "backfeed-fc100-baseline/seed1",
         "backfeed-fc100/seed1",
+        "backfeed-fc100-baseline/seed2",
+        "backfeed-fc100/seed2",
         "conv",
     ]
     configs = {run.key: run.config for run in quick.runs()}
-    assert configs["fc10-1"].trainer.max_epochs == 5
+    assert configs["fc10-1"].trainer.max_epochs == 15  # its preset
+    assert configs["fc100-100-10"].trainer.max_epochs == 20
     assert configs["conv"].data.train_subset == 20000
     assert configs["backfeed-fc100/seed1"].seed == 1
     assert configs["backfeed-fc100/seed1"].backfeed.enabled
