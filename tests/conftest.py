@@ -13,6 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 REPO_DATA = REPO / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> Iterator[None]:
+    """The tests' models are tiny: one thread is faster, and much faster on a busy machine
+    (several processes' thread pools fighting over two cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test runs offline, writes below its own tmp_path and starts from seed 0."""

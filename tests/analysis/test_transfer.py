@@ -9,7 +9,6 @@ import math
 import os
 import pickle
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +34,6 @@ from trainers import StagedNetwork, fully_connected
 from .conftest import IMAGE_SHAPE, NUM_CLASSES, synthetic_images, train
 
 LBFGS = {"name": "lbfgs", "search_steps": 5, "max_iterations": 50}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _trained(hidden: list[int], seed: int) -> StagedNetwork:

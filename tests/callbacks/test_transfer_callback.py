@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -27,15 +26,6 @@ from trainers import ImageClassifier, load_classifier
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 FGSM = {"name": "fgsm", "epsilon": 0.1}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
