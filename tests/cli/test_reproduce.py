@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from analysis.paper import Reported
 from analysis.report import Compared, Image, Paragraph, Report, Section, Table, table_records
@@ -50,15 +48,6 @@ FIGURES = (
     "units_random",
     "units_purity",
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _files(folder: Path, pattern: str) -> dict[str, int]:
