@@ -429,10 +429,11 @@ def _remember_wandb_id(logger: Logger | None, id_file: Path) -> None:
 
 
 def baseline_config(config: DictConfig) -> DictConfig:
-    """The same run without the backfeed callback: the comparison of the paper's claim."""
+    """The same run without backfeeding (nor transfer): the comparison of the paper's claim."""
     baseline = copy.deepcopy(config)
     baseline.name = f"{config.name}-baseline"
     baseline.backfeed.enabled = False
+    baseline.transfer.enabled = False
     baseline.compare_baseline = False
     baseline.resume = None
     baseline.run_dir = None
@@ -445,6 +446,10 @@ def run_with_baseline(config: DictConfig) -> tuple[RunSummary, RunSummary, bool]
     reference = baseline_config(config)
     cached = find_finished_run(reference)
     baseline = cached or run_experiment(reference)
+    if config.transfer.enabled and baseline.checkpoint:
+        # The baseline joins the zoo: transfer between the two, measured while training.
+        config = copy.deepcopy(config)
+        config.transfer.zoo = [*config.transfer.zoo, baseline.checkpoint]
     return run_experiment(config), baseline, cached is not None
 
 

@@ -120,7 +120,7 @@ class ImageClassifier(LightningModule):
         """Clean-batch error and mean loss of the epoch, reduced over processes."""
         wrong, loss_sum, count = self._epoch_sums.tolist()
         if count:
-            self.train_error.update_counts(int(wrong), int(count))
+            self.train_error.update(wrong=int(wrong), total=int(count))
             self.train_loss.update(loss_sum / count, weight=count)
         self.log("train/loss", self.train_loss)
         self.log("train/error", self.train_error)

@@ -13,8 +13,8 @@ from torchmetrics import Metric
 class ErrorRate(Metric):
     """Fraction of examples whose predicted class (argmax of logits) differs from the label.
 
-    With ``target`` given to :meth:`update`, counts instead how often the prediction misses
-    the target (a targeted attack's failure rate is ``ErrorRate`` against targets).
+    Given targets instead of labels it counts how often predictions miss them (a targeted
+    attack's failure rate).
     """
 
     is_differentiable = False
@@ -29,15 +29,26 @@ class ErrorRate(Metric):
         self.add_state("wrong", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, logits: Tensor, labels: Tensor) -> None:
-        predictions = logits.argmax(dim=-1) if logits.ndim > 1 else logits
-        self.wrong += (predictions != labels).sum()
-        self.total += labels.numel()
-
-    def update_counts(self, wrong: Tensor | int, total: Tensor | int) -> None:
-        """Add counts kept elsewhere (e.g. summed over an epoch's steps without updates)."""
-        self.wrong += torch.as_tensor(wrong, device=self.wrong.device).long()
-        self.total += torch.as_tensor(total, device=self.total.device).long()
+    def update(
+        self,
+        logits: Tensor | None = None,
+        labels: Tensor | None = None,
+        *,
+        wrong: Tensor | int | None = None,
+        total: Tensor | int | None = None,
+    ) -> None:
+        """Count the examples whose predicted class (argmax of ``logits``, or ``logits``
+        already holding classes) differs from ``labels``; or add counts kept elsewhere
+        (``wrong`` of ``total``, e.g. summed over an epoch's steps)."""
+        if logits is not None and labels is not None:
+            predictions = logits.argmax(dim=-1) if logits.ndim > 1 else logits
+            self.wrong += (predictions != labels).sum()
+            self.total += labels.numel()
+        elif wrong is not None and total is not None:
+            self.wrong += torch.as_tensor(wrong, device=self.wrong.device).long()
+            self.total += torch.as_tensor(total, device=self.total.device).long()
+        else:
+            raise ValueError("ErrorRate.update: give logits and labels, or wrong and total")
 
     def compute(self) -> Tensor:
         return self.wrong.float() / self.total.clamp(min=1).float()
