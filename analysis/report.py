@@ -95,9 +95,9 @@ class Compared:
             return ""
         if self.percent:
             assert self.ours is not None and self.paper is not None
-            small = max(abs(self.ours), abs(self.paper.value)) < 0.1
-            return f"{100 * difference:+.2f} pp" if small else f"{100 * difference:+.1f} pp"
-        return f"{difference:+.3f}"
+            digits = 2 if max(abs(self.ours), abs(self.paper.value)) < 0.1 else 1
+            return f"{round(100 * difference, digits) + 0.0:+.{digits}f} pp"  # no "-0.0"
+        return f"{round(difference, 3) + 0.0:+.3f}"
 
 
 Cell = str | Compared
