@@ -78,11 +78,11 @@ def test_resume_continues_from_the_saved_step_and_the_same_wandb_run(
     assert second["run_dir"] == first["run_dir"]  # the same run folder, not a new run
     resumed = torch.load(second["checkpoint"], weights_only=True)
     assert resumed["global_step"] == 3 * 512 // 64  # continued, not restarted
-    # The same W&B run: offline, W&B writes each session to a folder of its own, under the
-    # same run id (syncing puts them together).
-    assert second["logs"].rsplit("-", 1)[1] == first["logs"].rsplit("-", 1)[1]
+    # The same W&B run: offline, W&B writes each session to a folder of its own (named by
+    # date, id and, within one second, a counter), under the same run id.
     logged = wandb_summary(second["logs"])
-    assert logged["run_id"] == first["logs"].rsplit("-", 1)[1]
+    assert logged["run_id"] == wandb_summary(first["logs"])["run_id"]
+    assert (Path(first["run_dir"]) / "wandb_id.txt").read_text() == logged["run_id"]
     assert logged["summary"]["trainer/global_step"] == 3 * 512 // 64
 
 
