@@ -1,1 +1,2 @@
-"""Placeholder; filled in by its issue."""
+"""The ``intriguing`` console script (:mod:`cli.main`): one module per subcommand, plus what
+the commands share (experiment runs, tracking, zoos, sweeps, the reproduction study)."""
