@@ -8,8 +8,9 @@ mean minimum distortion of the paper's L-BFGS attack over the first images of th
 part (already misclassified images count with distortion 0). The adversarial sets go through
 :class:`~analysis.transfer.AdversarialCache`, so a resumed study does not attack again.
 
-:class:`SeedComparison` holds Section 4.2's comparison: the same training with and without
-adversarial backfeeding, over several seeds, as mean and spread of each figure.
+:class:`SeedComparison` holds Section 4.2's comparison for one backfeed variant: the same
+training with and without adversarial backfeeding, over several seeds, as mean and spread of
+each figure. A study compares several variants with one shared baseline.
 
 :class:`StudyResults` collects everything a reproduction measured, for
 :mod:`analysis.report` to render beside the paper's figures.
@@ -163,14 +164,20 @@ COMPARED_FIGURES: tuple[tuple[str, str, bool], ...] = (
 
 @dataclass
 class SeedComparison:
-    """A training with and without adversarial backfeeding, over seeds (Section 4.2).
+    """One backfeed variant trained with and without adversarial backfeeding, over seeds
+    (Section 4.2).
 
     ``runs[arm][i]`` holds the figures of seed ``seeds[i]`` for ``arm`` (``backfeed`` or
-    ``baseline``): the keys of :data:`COMPARED_FIGURES`.
+    ``baseline``): the keys of :data:`COMPARED_FIGURES`. ``experiment`` names the variant
+    (its preset), ``description`` its pool in a few words (``L-BFGS pools at input, fc1,
+    fc2``), ``settings`` in full (generator, pool size, refresh schedule, mix ratio).
     """
 
     seeds: list[int]
     runs: dict[str, list[dict[str, float]]]
+    experiment: str = ""
+    description: str = ""
+    settings: str = ""
     attack: str = ""  # how the adversarial figures were measured
     examples: int = 0  # test images they were measured on
 
@@ -179,7 +186,7 @@ class SeedComparison:
 
     def records(self) -> list[dict[str, Any]]:
         return [
-            {"arm": arm, "seed": seed, **figures}
+            {"experiment": self.experiment, "arm": arm, "seed": seed, **figures}
             for arm, runs in self.runs.items()
             for seed, figures in zip(self.seeds, runs, strict=True)
         ]
@@ -222,7 +229,8 @@ class StudyResults:
         table2: Table 2 (:func:`analysis.transfer.transfer_study`, layout 2).
         table3: Table 3's models measured like Table 1's.
         table4: Tables 3 and 4 (:func:`analysis.transfer.transfer_study`, layout 4).
-        adversarial_training: Section 4.2's comparison over seeds.
+        adversarial_training: Section 4.2's comparison over seeds, one per backfeed
+            variant, all against the same baseline runs.
         units: Section 3's unit analysis, ``units_model`` its network's name.
         spectral: Table 5's layout for our networks.
         runs: every training run the study used.
@@ -239,7 +247,7 @@ class StudyResults:
     table2: TransferStudy
     table3: list[ModelMeasurement]
     table4: TransferStudy
-    adversarial_training: SeedComparison
+    adversarial_training: list[SeedComparison]
     units: UnitAnalysis
     units_model: str
     spectral: list[SpectralModel]

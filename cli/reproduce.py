@@ -1,7 +1,7 @@
 """``intriguing reproduce --budget quick|full``: the paper's MNIST study and its report.
 
 Trains the models of Szegedy et al. (2013) that have no finished run yet (Table 1's, the
-P1/P2 models of Table 3, FC100-100-10 with and without adversarial backfeeding over seeds,
+P1/P2 models of Table 3, FC100-100-10 with each backfeed variant and without over seeds,
 the conv net of the unit analysis), measures Tables 1 to 5, the adversarial-training
 comparison and units versus random directions (:mod:`cli.study`), and writes a report -
 ``report.md`` with its figures and a self-contained ``report.html`` - where every measured
@@ -156,7 +156,17 @@ def results_record(results: StudyResults) -> dict[str, Any]:
             "splits": results.table4.by_split.records() if results.table4.by_split else None,
         },
         "table4": results.table4.matrix.records(),
-        "adversarial_training": results.adversarial_training.records(),
+        "adversarial_training": [
+            {
+                "experiment": comparison.experiment,
+                "description": comparison.description,
+                "settings": comparison.settings,
+                "attack": comparison.attack,
+                "examples": comparison.examples,
+                "runs": comparison.records(),
+            }
+            for comparison in results.adversarial_training
+        ],
         "units": results.units.summary(),
         "spectral": {m.name: m.bounds.summary() for m in results.spectral},
         "runs": [vars(run) for run in results.runs],
@@ -187,6 +197,16 @@ def log_report(
                 "seconds": results.seconds,
                 **{f"table1/{m.name}/test_error": m.test_error for m in results.table1},
                 **{f"table1/{m.name}/min_distortion": m.distortion for m in results.table1},
+                **{
+                    f"adversarial_training/{name}/test_error": comparison.spread(
+                        arm, "test_error"
+                    ).mean
+                    for comparison in results.adversarial_training
+                    for arm, name in (
+                        ("backfeed", comparison.experiment),
+                        ("baseline", "without-backfeeding"),
+                    )
+                },
             }
         )
         artifact = wandb.Artifact(f"reproduce-{results.budget}", type="report")

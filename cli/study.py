@@ -2,8 +2,8 @@
 
 :func:`plan_study` composes every training run a budget asks for (and so checks all of them
 before anything is trained): the models of Table 1 (``configs/zoo/table2.yaml``) and of
-Table 3 (``table4.yaml``), the adversarial-training comparison (its experiment with the
-backfeed callback and :func:`cli.experiment.baseline_config` of it, once per seed), the
+Table 3 (``table4.yaml``), the adversarial-training comparison (each backfeed variant and
+the one baseline they share, :func:`cli.experiment.baseline_config`, once per seed), the
 network of the unit analysis and, if the budget asks, that network trained with backfeeding.
 :func:`run_study` then trains what has no finished run (:func:`cli.zoo.ensure_run`: a run
 with the same config fingerprint is reused), measures Tables 1 to 5, the adversarial-
@@ -15,6 +15,7 @@ trains nothing and attacks nothing it has finished.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -40,7 +41,7 @@ from analysis.reproduction import (
 from analysis.spectral import network_bounds
 from analysis.transfer import AdversarialCache, TransferStudy, error_rate, transfer_study
 from analysis.units import analyse_units
-from cli.experiment import baseline_config
+from cli.experiment import baseline_config, fingerprint
 from cli.units import save_outputs
 from cli.zoo import Zoo, ensure_run, load_zoo
 from configs import ConfigError, compose, to_container
@@ -59,6 +60,8 @@ ATTACK_KEYS = {
     "pgd": ("epsilon", "norm", "steps", "step_size"),
     "noise": ("stddev",),
 }
+#: Attacks by name, as the report writes them.
+ATTACK_NAMES = {"lbfgs": "L-BFGS", "fgsm": "FGSM", "pgd": "PGD", "noise": "Gaussian noise"}
 #: Overrides that change how a run is recorded or shown, not what it trains.
 _BOOKKEEPING = (
     "logger",
@@ -82,23 +85,44 @@ class PlannedRun:
 
 
 @dataclass
+class BackfeedVariant:
+    """A backfeed experiment of the adversarial-training comparison: its run per seed (in
+    the budget's order of seeds), its pool in a few words and in full."""
+
+    experiment: str
+    runs: list[PlannedRun]
+    description: str
+    settings: str
+
+
+@dataclass
 class StudyPlan:
-    """Every training run a budget asks for, composed and checked."""
+    """Every training run a budget asks for, composed and checked.
+
+    ``variants`` are the adversarial-training comparison's backfeed experiments and
+    ``baselines`` the run without backfeeding that all of them share, one per seed
+    (``budget.adversarial_training.seeds``).
+    """
 
     budget: ReproduceBudget
     overrides: list[str]
     table1: list[PlannedRun]
     table3: list[PlannedRun]
-    backfeed: list[tuple[int, PlannedRun, PlannedRun]]  # (seed, with, without)
+    baselines: list[PlannedRun]
+    variants: list[BackfeedVariant]
     units: PlannedRun
     units_backfeed: PlannedRun | None = None
     trained: dict[str, TrainedRun] = field(default_factory=dict)
 
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.budget.adversarial_training.seeds)
+
     def runs(self) -> list[PlannedRun]:
-        """Each run once, in training order."""
+        """Each run once, in training order (seed by seed: the baseline, then each variant)."""
         ordered = [*self.table1, *self.table3]
-        for _, with_backfeed, without in self.backfeed:
-            ordered += [without, with_backfeed]
+        for index, baseline in enumerate(self.baselines):
+            ordered += [baseline, *(variant.runs[index] for variant in self.variants)]
         ordered.append(self.units)
         if self.units_backfeed is not None:
             ordered.append(self.units_backfeed)
@@ -137,23 +161,33 @@ def plan_study(
 
     table1, table3 = zoo_runs(load_zoo(TABLE1_ZOO)), zoo_runs(load_zoo(TABLE3_ZOO))
     section = budget.adversarial_training
-    backfeed = []
-    for seed in section.seeds:
-        with_backfeed = planned(
-            section.experiment, f"seed={seed}", key=f"{section.experiment}/seed{seed}"
-        )
-        if not with_backfeed.config.backfeed.enabled:
+    variants = []
+    for experiment in section.experiments:
+        runs = [
+            planned(experiment, f"seed={seed}", key=f"{experiment}/seed{seed}")
+            for seed in section.seeds
+        ]
+        backfeed = runs[0].config.backfeed
+        if not backfeed.enabled:
             raise ConfigError(
-                f"adversarial_training.experiment={section.experiment}: its backfeed callback "
-                "is off (backfeed.enabled=false), there is nothing to compare"
+                f"adversarial_training.experiments: {experiment}'s backfeed callback is off "
+                "(backfeed.enabled=false), there is nothing to compare"
             )
-        baseline = baseline_config(with_backfeed.config)
-        without = PlannedRun(
-            f"{baseline.name}/seed{seed}", section.experiment, baseline, f"{baseline.name}"
+        variants.append(
+            BackfeedVariant(experiment, runs, backfeed_text(backfeed), backfeed_settings(backfeed))
         )
-        backfeed.append((seed, with_backfeed, without))
+    baselines = [
+        shared_baseline([variant.runs[index] for variant in variants], seed)
+        for index, seed in enumerate(section.seeds)
+    ]
     plan = StudyPlan(
-        budget, list(overrides), table1, table3, backfeed, planned(budget.units.experiment)
+        budget,
+        list(overrides),
+        table1,
+        table3,
+        baselines,
+        variants,
+        planned(budget.units.experiment),
     )
     existing = plan.by_experiment(budget.units.experiment)
     if existing is not None:
@@ -173,6 +207,65 @@ def plan_study(
                 + ")"
             )
     return plan
+
+
+def shared_baseline(runs: Sequence[PlannedRun], seed: int) -> PlannedRun:
+    """The run without backfeeding that every variant in ``runs`` (one seed's runs) is
+    compared with: :func:`cli.experiment.baseline_config` of the first. The others' baselines
+    must train the same (equal fingerprints once their switched-off ``backfeed`` and
+    ``transfer`` sections are set aside), else the variants would not share one baseline
+    and the error names the keys in which they differ."""
+    first = runs[0]
+    reference = baseline_config(first.config)
+    for run in runs[1:]:
+        other = baseline_config(run.config)
+        other.name = reference.name
+        other.backfeed = copy.deepcopy(reference.backfeed)
+        other.transfer = copy.deepcopy(reference.transfer)
+        if fingerprint(other) != fingerprint(reference):
+            ours, theirs = _leaves(to_container(reference)), _leaves(to_container(other))
+            keys = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+            raise ConfigError(
+                f"adversarial_training.experiments: {first.experiment} and {run.experiment} "
+                "are compared with one baseline, the same training without backfeeding, so "
+                "they may differ only in their backfeed settings; they also differ in "
+                + ", ".join(f"{key} ({ours.get(key)} and {theirs.get(key)})" for key in keys)
+                + " (give both the same training overrides in the budget)"
+            )
+    return PlannedRun(f"{reference.name}/seed{seed}", first.experiment, reference, reference.name)
+
+
+def _leaves(container: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"trainer.max_epochs": 15, ...}``: the leaves of a nested config container."""
+    if not isinstance(container, dict) or not container:
+        return {prefix: container}
+    found: dict[str, Any] = {}
+    for key, value in container.items():
+        found.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return found
+
+
+def backfeed_text(backfeed: DictConfig) -> str:
+    """A backfeed config's pool in a few words: ``L-BFGS pools at input, fc1 and fc2, taking
+    turns``, ``FGSM pool at input``."""
+    layers = list(backfeed.layers)
+    where = ", ".join(layers[:-1]) + f" and {layers[-1]}" if len(layers) > 1 else layers[0]
+    pools = "pools" if len(layers) > 1 else "pool"
+    turns = ", taking turns" if backfeed.alternate and len(layers) > 1 else ""
+    return f"{ATTACK_NAMES[str(backfeed.generator.name)]} {pools} at {where}{turns}"
+
+
+def backfeed_settings(backfeed: DictConfig) -> str:
+    """A backfeed config in full: generator, layers, pool size, refresh schedule, mix."""
+    layers = list(backfeed.layers)
+    return (
+        f"{attack_text(attack_settings(backfeed.generator))} examples at "
+        f"{', '.join(layers)}"
+        + (" (one pool per step, taking turns)" if backfeed.alternate and len(layers) > 1 else "")
+        + f"; {backfeed.pool_size:,} examples per pool, {backfeed.refresh_fraction:.0%} of "
+        f"them replaced every {backfeed.refresh_every_n_steps} steps; mix ratio "
+        f"{backfeed.mix_ratio:g}"
+    )
 
 
 # ------------------------------------------------------------------------------ steps
@@ -209,9 +302,8 @@ def attack_settings(attack: AttackConfig | DictConfig) -> dict[str, Any]:
 
 def attack_text(attack: dict[str, Any]) -> str:
     """``L-BFGS (search_steps 4)``, ``FGSM (epsilon 0.1, linf)``."""
-    names = {"lbfgs": "L-BFGS", "fgsm": "FGSM", "pgd": "PGD", "noise": "Gaussian noise"}
     settings = ", ".join(f"{k} {v}" for k, v in attack.items() if k != "name")
-    return names[attack["name"]] + (f" ({settings})" if settings else "")
+    return ATTACK_NAMES[attack["name"]] + (f" ({settings})" if settings else "")
 
 
 class StudyData:
@@ -352,7 +444,7 @@ def run_study(
         table4 = study(plan.table3, table3_networks, 4)
 
     with timer.step("Adversarial training: with and without backfeeding"):
-        comparison = _adversarial_training(plan, data, network, report)
+        comparisons = _adversarial_training(plan, data, network, report)
 
     with timer.step("Units versus random directions"):
         units_run = plan.units
@@ -399,7 +491,7 @@ def run_study(
         table2=table2,
         table3=table3,
         table4=table4,
-        adversarial_training=comparison,
+        adversarial_training=comparisons,
         units=units,
         units_model=f"{units_run.experiment} ({units_run.config.model.family} network)",
         spectral=spectral,
@@ -416,39 +508,55 @@ def _adversarial_training(
     data: StudyData,
     network: Callable[[PlannedRun], StagedNetwork],
     report: Callable[[str], None],
-) -> SeedComparison:
-    """Clean test error (measured here, whole test set, eval mode) and the runs' own
-    adversarial error and minimum distortion (their ``evaluation`` section)."""
-    runs: dict[str, list[dict[str, float]]] = {"backfeed": [], "baseline": []}
-    for seed, with_backfeed, without in plan.backfeed:
-        for arm, run in (("backfeed", with_backfeed), ("baseline", without)):
+) -> list[SeedComparison]:
+    """One comparison per backfeed variant, each with the shared baseline: clean test error
+    (measured here, whole test set, eval mode) and the runs' own adversarial error and
+    minimum distortion (their ``evaluation`` section)."""
+    measured: dict[str, dict[str, float]] = {}
+
+    def figures(run: PlannedRun, seed: int, label: str) -> dict[str, float]:
+        if run.key not in measured:
             images, labels = data.module(run.config).tensors("test")
             metrics = plan.trained[run.key].metrics
-            figures = {
+            measured[run.key] = {
                 "test_error": error_rate(network(run), images, labels),
                 "eval/adversarial_error": metrics.get("eval/adversarial_error", math.nan),
                 "eval/min_distortion": metrics.get("eval/min_distortion", math.nan),
             }
+            found = measured[run.key]
             report(
-                f"seed {seed}, {arm}: test error {figures['test_error']:.2%}, adversarial "
-                f"error {figures['eval/adversarial_error']:.2%}, min distortion "
-                f"{figures['eval/min_distortion']:.4f}"
+                f"seed {seed}, {label}: test error {found['test_error']:.2%}, adversarial "
+                f"error {found['eval/adversarial_error']:.2%}, min distortion "
+                f"{found['eval/min_distortion']:.4f}"
             )
-            runs[arm].append(figures)
-    first = plan.backfeed[0][1].config
-    evaluation = first.evaluation
-    examples = int(plan.trained[plan.backfeed[0][1].key].metrics.get("eval/examples", 0))
-    return SeedComparison(
-        seeds=[seed for seed, _, _ in plan.backfeed],
-        runs=runs,
-        attack=(
-            f"{attack_text(attack_settings(evaluation.attack))} for the adversarial error, "
-            f"{attack_text(attack_settings(evaluation.distortion_attack))} for the distortion"
-            if evaluation.subset
-            else "not measured (evaluation.subset=0)"
-        ),
-        examples=examples,
-    )
+        return measured[run.key]
+
+    comparisons = []
+    for variant in plan.variants:
+        runs: dict[str, list[dict[str, float]]] = {"backfeed": [], "baseline": []}
+        for seed, baseline, run in zip(plan.seeds, plan.baselines, variant.runs, strict=True):
+            runs["baseline"].append(figures(baseline, seed, "without backfeeding"))
+            runs["backfeed"].append(figures(run, seed, variant.experiment))
+        evaluation = variant.runs[0].config.evaluation  # the baseline's too (shared_baseline)
+        examples = int(plan.trained[variant.runs[0].key].metrics.get("eval/examples", 0))
+        comparisons.append(
+            SeedComparison(
+                seeds=plan.seeds,
+                runs=runs,
+                experiment=variant.experiment,
+                description=variant.description,
+                settings=variant.settings,
+                attack=(
+                    f"{attack_text(attack_settings(evaluation.attack))} for the adversarial "
+                    f"error, {attack_text(attack_settings(evaluation.distortion_attack))} for "
+                    "the distortion"
+                    if evaluation.subset
+                    else "not measured (evaluation.subset=0)"
+                ),
+                examples=examples,
+            )
+        )
+    return comparisons
 
 
 def _spectral(
@@ -462,10 +570,11 @@ def _spectral(
         run = plan.by_experiment(experiment)
         assert run is not None  # checked by plan_study
         chosen.append((run, "without backfeeding"))
-    if section.adversarial_training and plan.backfeed:
-        seed, with_backfeed, without = plan.backfeed[0]
-        chosen.append((without, f"seed {seed}, without backfeeding"))
-        chosen.append((with_backfeed, f"seed {seed}, with backfeeding"))
+    if section.adversarial_training and plan.baselines:
+        seed = plan.seeds[0]
+        chosen.append((plan.baselines[0], f"seed {seed}, without backfeeding"))
+        for variant in plan.variants:
+            chosen.append((variant.runs[0], f"seed {seed}, {variant.description}"))
     if plan.units_backfeed is not None:
         run = plan.units_backfeed
         chosen.append((run, "with backfeeding"))

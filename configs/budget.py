@@ -2,7 +2,8 @@
 
 A budget says how much of the paper's MNIST study is run: how long each model trains, how
 many training images Table 1's minimum distortion is measured on, how many test images the
-transfer tables use, how many seeds the adversarial-training comparison has, and the
+transfer tables use, which backfeed variants the adversarial-training comparison trains and
+over how many seeds, and the
 settings of the unit and spectral analyses. ``quick`` is a reduced setting that finishes in
 half an hour on two CPU cores; ``full`` is the paper's scale. A budget file is merged into
 :class:`ReproduceBudget`: an unknown key or a value of the wrong type raises
@@ -57,11 +58,16 @@ class TransferBudget:
 
 @dataclass
 class AdversarialTrainingBudget:
-    """Section 4.2: ``experiment`` (with the backfeed callback) and the same run without it
-    (``cli.experiment.baseline_config``), once per seed; clean and adversarial test error and
-    minimum distortion come from the runs' ``evaluation`` section."""
+    """Section 4.2: each of ``experiments`` (variants with the backfeed callback, e.g. the
+    paper's L-BFGS pools and a cheaper FGSM pool) and the one run they share without it
+    (``cli.experiment.baseline_config``), once per seed. The variants must differ only in
+    their backfeed settings, so that every one is compared with the same baseline. Clean
+    and adversarial test error and minimum distortion come from the runs' ``evaluation``
+    section."""
 
-    experiment: str = "backfeed-fc100"
+    experiments: list[str] = field(
+        default_factory=lambda: ["backfeed-fc100", "backfeed-fc100-fgsm"]
+    )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
 
 
@@ -84,9 +90,10 @@ class SpectralBudget:
     """Table 5's layout for the study's networks: each layer's upper Lipschitz bound.
 
     ``models``: experiments of the study whose bounds are listed; ``adversarial_training``:
-    also the first seed's network with and without backfeeding; ``backfeed_experiment``: an
-    experiment with the backfeed callback (e.g. ``backfeed-conv``) trained as well and
-    listed after the others, the before/after of backfeeding for the unit analysis's net.
+    also the first seed's network without backfeeding and each backfeed variant's network;
+    ``backfeed_experiment``: an experiment with the backfeed callback (e.g.
+    ``backfeed-conv``) trained as well and listed after the others, the before/after of
+    backfeeding for the unit analysis's net.
     """
 
     models: list[str] = field(default_factory=lambda: ["conv"])
@@ -160,9 +167,16 @@ def _check(budget: ReproduceBudget, path: Path) -> None:
             raise ConfigError(f"{key}={value}: must be at least 1 ({path})")
     if budget.transfer.grid_examples < 1:
         raise ConfigError(f"transfer.grid_examples: must be at least 1 ({path})")
-    if not budget.adversarial_training.seeds:
+    section = budget.adversarial_training
+    if not section.experiments:
+        raise ConfigError(
+            f"adversarial_training.experiments: give at least one backfeed experiment ({path})"
+        )
+    if len(set(section.experiments)) != len(section.experiments):
+        raise ConfigError(f"adversarial_training.experiments: experiments repeat ({path})")
+    if not section.seeds:
         raise ConfigError(f"adversarial_training.seeds: give at least one seed ({path})")
-    if len(set(budget.adversarial_training.seeds)) != len(budget.adversarial_training.seeds):
+    if len(set(section.seeds)) != len(section.seeds):
         raise ConfigError(f"adversarial_training.seeds: seeds repeat ({path})")
     if budget.distortion.attack.name != "lbfgs":
         raise ConfigError(
@@ -180,7 +194,7 @@ def _check(budget: ReproduceBudget, path: Path) -> None:
         if key not in experiments:
             raise ConfigError(f"training.experiments.{key}: no such experiment preset ({path})")
     named = [
-        ("adversarial_training.experiment", budget.adversarial_training.experiment),
+        *(("adversarial_training.experiments", name) for name in section.experiments),
         ("units.experiment", budget.units.experiment),
         *(("spectral.models", model) for model in budget.spectral.models),
     ]

@@ -73,7 +73,8 @@ def test_tiny_budget_writes_both_reports_then_resumes_without_redoing_anything(
     ]
     first = run_cli(*words)
     assert first.code == 0, first.err
-    assert first.out.count(": training (no finished run") == 14  # 6 + 3 + 2 seeds x 2 + conv
+    # 6 + 3 + 2 seeds x (baseline + 2 backfeed variants) + conv
+    assert first.out.count(": training (no finished run") == 16
 
     markdown = (out / "report.md").read_text()
     page = (out / "report.html").read_text()
@@ -106,13 +107,39 @@ def test_tiny_budget_writes_both_reports_then_resumes_without_redoing_anything(
     for row in results["table1"]:  # train error on the 512 images trained on, test on 10k
         assert row["train_examples"] == 512 and row["test_examples"] == 10_000
         assert row["distortion_examples"] == 16 and row["min_distortion_success"] > 0.5
-    assert len(results["adversarial_training"]) == 4  # 2 seeds x with/without
-    assert {row["arm"] for row in results["adversarial_training"]} == {"backfeed", "baseline"}
+    variants = results["adversarial_training"]
+    assert [v["experiment"] for v in variants] == ["backfeed-fc100", "backfeed-fc100-fgsm"]
+    for variant in variants:  # 2 seeds x with/without, the baseline's figures shared
+        assert [(r["arm"], r["seed"]) for r in variant["runs"]] == [
+            ("backfeed", 0),
+            ("backfeed", 1),
+            ("baseline", 0),
+            ("baseline", 1),
+        ]
+        assert all(0 <= r["test_error"] <= 1 for r in variant["runs"])
+    baselines = [[r for r in v["runs"] if r["arm"] == "baseline"] for v in variants]
+    assert baselines[0] == [{**r, "experiment": "backfeed-fc100"} for r in baselines[1]]
+    # A row per variant beside the baseline, in the section and in the headline table.
+    section = markdown.split("## Adversarial training (Section 4.2)")[1].split("\n## ")[0]
+    headline = markdown.split("## At a glance")[1].split("\n## ")[0]
+    (row,) = [line for line in section.splitlines() if line.startswith("| Without backf")]
+    assert row.startswith("| Without backfeeding (weight decay only) | ") and "/ 1.6% (" in row
+    for name, pool in (
+        ("backfeed-fc100", "L-BFGS pools at input, fc1 and fc2, taking turns"),
+        ("backfeed-fc100-fgsm", "FGSM pool at input"),
+    ):
+        (row,) = [line for line in section.splitlines() if line.startswith(f"| `{name}`: ")]
+        assert row.startswith(f"| `{name}`: {pool} | ") and "/ < 1.2% (" in row
+        assert f"| Adversarial training, `{name}` ({pool}): clean test error (mean " in headline
+        assert section.count(f"| `{name}` | ") == 2  # per seed
+        assert f"- `{name}`: " in section  # its settings
+    assert section.count("| without backfeeding | ") == 2
+    assert "| Same network without backfeeding, weight decay only (mean of 2 seeds) | " in headline
 
     summaries = _files(runs, "*/*/summary.json")
     checkpoints = _files(runs, "*/*/checkpoints/*.ckpt")
     cached = _files(cache, "*.pt")
-    assert len(summaries) == 14 and len(cached) == 9 + 9  # distortion sets + transfer sets
+    assert len(summaries) == 16 and len(cached) == 9 + 9  # distortion sets + transfer sets
 
     # Interrupted after one model was lost: only that one is trained and attacked again.
     (lost,) = [p for p in runs.glob("fc10-1/*") if p.is_dir()]
@@ -121,7 +148,7 @@ def test_tiny_budget_writes_both_reports_then_resumes_without_redoing_anything(
     assert again.code == 0, again.err
     trained = re.findall(r"\] (\S+): training", again.out)
     assert trained == ["fc10-1"]
-    assert again.out.count(": reusing ") == 13
+    assert again.out.count(": reusing ") == 15
     made = re.findall(r"\] (\S+): made, success", again.out)
     assert made == ["FC10(1)"]  # its new checkpoint's set; every other set from the cache
     assert again.out.count(": from the cache, success") == 8
@@ -150,10 +177,13 @@ def test_shipped_budgets_plan_the_papers_runs():
         "fc100-100-10-p2",
         "backfeed-fc100-baseline/seed0",
         "backfeed-fc100/seed0",
+        "backfeed-fc100-fgsm/seed0",
         "backfeed-fc100-baseline/seed1",
         "backfeed-fc100/seed1",
+        "backfeed-fc100-fgsm/seed1",
         "backfeed-fc100-baseline/seed2",
         "backfeed-fc100/seed2",
+        "backfeed-fc100-fgsm/seed2",
         "conv",
     ]
     configs = {run.key: run.config for run in quick.runs()}
@@ -163,11 +193,16 @@ def test_shipped_budgets_plan_the_papers_runs():
     assert configs["backfeed-fc100/seed1"].seed == 1
     assert configs["backfeed-fc100/seed1"].backfeed.enabled
     assert not configs["backfeed-fc100-baseline/seed1"].backfeed.enabled
+    assert configs["backfeed-fc100-fgsm/seed1"].backfeed.generator.name == "fgsm"
+    for key in ("backfeed-fc100-fgsm/seed2", "backfeed-fc100/seed2"):  # both vs one baseline
+        assert configs[key].trainer.max_epochs == 15 and configs[key].seed == 2
+    assert [v.experiment for v in quick.variants] == ["backfeed-fc100", "backfeed-fc100-fgsm"]
     assert {str(c.logger.group) for c in configs.values()} == {"g"}
     assert departures(quick)  # quick says how it departs from the paper
 
     full = plan_study(load_budget("full"), [], group="g")
-    assert len(full.backfeed) == 3 and full.units_backfeed is not None
+    assert len(full.baselines) == 3 and full.units_backfeed is not None
+    assert [v.experiment for v in full.variants] == ["backfeed-fc100", "backfeed-fc100-fgsm"]
     assert full.units_backfeed.experiment == "backfeed-conv"
     assert departures(full) == []  # presets as shipped, whole data sets
     for run in full.runs():  # each run is its preset, plus the W&B group only
@@ -182,6 +217,24 @@ def test_shipped_budgets_plan_the_papers_runs():
         ("units: {top_k: 0}\n", "units.top_k=0"),
         ("training: {experiments: {fc99: [trainer.max_epochs=1]}}\n", "training.experiments.fc99"),
         ("adversarial_training: {seeds: []}\n", "adversarial_training.seeds"),
+        ("adversarial_training: {experiments: []}\n", "adversarial_training.experiments"),
+        ("adversarial_training: {experiment: backfeed-fc100}\n", "adversarial_training.experiment"),
+        (
+            "adversarial_training: {experiments: [backfeed-fc100, backfeed-fc1000]}\n",
+            "adversarial_training.experiments=backfeed-fc1000: no such experiment preset",
+        ),
+        (
+            "adversarial_training: {experiments: [backfeed-fc100, fc100-100-10]}\n",
+            "fc100-100-10's backfeed callback is off",
+        ),
+        (
+            "adversarial_training: {experiments: [backfeed-fc100, backfeed-conv]}\n",
+            "backfeed-fc100 and backfeed-conv are compared with one baseline",
+        ),
+        (
+            "training: {experiments: {backfeed-fc100-fgsm: [trainer.max_epochs=3]}}\n",
+            "they also differ in trainer.max_epochs (30 and 3)",
+        ),
         ("distortion: {attack: {name: fgsm}}\n", "distortion.attack.name=fgsm"),
         ("spectral: {models: [demo]}\n", "spectral.models: demo is not a model of the study"),
         ("units: {layer: conv9}\ntraining: {overrides: [nonsense=1]}\n", "nonsense"),
@@ -255,7 +308,9 @@ def test_report_is_logged_to_wandb_as_html_and_tables(tmp_path: Path):
     report = _report(tmp_path)
     html = tmp_path / "report.html"
     html.write_text(report.to_html())
-    results = SimpleNamespace(budget="tiny", departures=[], seconds=12.0, table1=[])
+    results = SimpleNamespace(
+        budget="tiny", departures=[], seconds=12.0, table1=[], adversarial_training=[]
+    )
     log_report(report, results, {"html": html}, project="intriguing", group="g")  # type: ignore[arg-type]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     summary = wandb_summary(run_dir)["summary"]
