@@ -327,8 +327,8 @@ h1 { font-size: 26px; margin: 8px 0 16px; }
 h2 { font-size: 21px; margin: 36px 0 12px; padding-top: 12px; border-top: 2px solid #dfe3ea; }
 p, li { max-width: 980px; }
 code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; font-size: 13px; }
-pre { background: #f1f3f6; padding: 10px 14px; border-radius: 4px; overflow-x: auto;
-  font-size: 12.5px; line-height: 1.4; }
+pre { background: #f1f3f6; padding: 10px 14px; border-radius: 4px; font-size: 12.5px;
+  line-height: 1.4; white-space: pre-wrap; overflow-wrap: anywhere; }
 nav { background: #f1f3f6; padding: 8px 16px; border-radius: 4px; margin: 16px 0; }
 nav ol { margin: 4px 0; columns: 2; } .toc-title { font-weight: 600; margin: 4px 0; }
 a { color: #1f5fbf; }
@@ -891,18 +891,17 @@ def _spectral_section(results: StudyResults) -> Section:
 
 
 def _spread_text(spread: Spread, percent: bool) -> str:
-    """``1.73% ± 0.13 pp (n=3)``: mean and sample standard deviation over seeds."""
+    """``1.73% ± 0.13 pp``: mean and sample standard deviation over seeds; ``(2 of 3 seeds)``
+    follows where some seeds lack the figure."""
     if spread.count == 0:
         return "-"
     std = spread.std
     if percent:
-        text = format_percent(spread.mean)
-        return text + (f" ± {100 * std:.2f} pp" if _finite(std) else "") + f" (n={spread.count})"
-    return (
-        format_number(spread.mean, 4)
-        + (f" ± {std:.4f}" if _finite(std) else "")
-        + f" (n={spread.count})"
-    )
+        text = format_percent(spread.mean) + (f" ± {100 * std:.2f} pp" if _finite(std) else "")
+    else:
+        text = format_number(spread.mean, 4) + (f" ± {std:.4f}" if _finite(std) else "")
+    missing = spread.count < len(spread.values)
+    return text + (f" ({spread.count} of {len(spread.values)} seeds)" if missing else "")
 
 
 def _pp(value: float) -> str:
@@ -994,7 +993,9 @@ def _adversarial_training_section(results: StudyResults) -> Section:
                         label,
                         str(seed),
                         *(
-                            (format_percent if percent else format_number)(run.get(key, math.nan))
+                            format_percent(run.get(key, math.nan))
+                            if percent
+                            else format_number(run.get(key, math.nan), 4)
                             for key, percent in figures
                         ),
                     ]

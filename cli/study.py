@@ -262,7 +262,7 @@ def backfeed_settings(backfeed: DictConfig) -> str:
         f"{attack_text(attack_settings(backfeed.generator))} examples at "
         f"{', '.join(layers)}"
         + (" (one pool per step, taking turns)" if backfeed.alternate and len(layers) > 1 else "")
-        + f"; {backfeed.pool_size:,} examples per pool, {backfeed.refresh_fraction:.0%} of "
+        + f"; {backfeed.pool_size:,} examples per pool, {100 * backfeed.refresh_fraction:g}% of "
         f"them replaced every {backfeed.refresh_every_n_steps} steps; mix ratio "
         f"{backfeed.mix_ratio:g}"
     )

@@ -323,3 +323,51 @@ def test_report_is_logged_to_wandb_as_html_and_tables(tmp_path: Path):
 def test_a_missing_budget_file_is_refused():
     with pytest.raises(ConfigError, match="no such preset or file"):
         load_budget("nowhere.yaml")
+
+
+def test_adversarial_training_section_has_a_row_per_variant_beside_the_shared_baseline():
+    from analysis.report import _adversarial_training_section
+    from analysis.reproduction import SeedComparison
+
+    baseline = [{"test_error": e, "eval/adversarial_error": 0.8} for e in (0.017, 0.016, 0.019)]
+
+    def variant(name: str, errors: tuple[float, ...], adversarial: float) -> SeedComparison:
+        runs = [{"test_error": e, "eval/adversarial_error": adversarial} for e in errors]
+        return SeedComparison(
+            seeds=[0, 1, 2],
+            runs={"backfeed": runs, "baseline": baseline},
+            experiment=name,
+            description=f"{name} pool",
+            settings=f"{name} settings",
+            attack="FGSM",
+            examples=100,
+        )
+
+    lbfgs = variant("lbfgs", (0.026, 0.027, 0.025), 0.25)
+    fgsm = variant("fgsm", (0.014, 0.013, 0.015), 0.18)
+    fgsm.runs["backfeed"][2]["eval/adversarial_error"] = float("nan")  # one seed lacks it
+    section = _adversarial_training_section(SimpleNamespace(adversarial_training=[lbfgs, fgsm]))  # type: ignore[arg-type]
+    table = next(b for b in section.blocks if isinstance(b, Table))
+    columns, rows = table_records(table)
+    assert [row[0] for row in rows] == [
+        "Without backfeeding (weight decay only)",
+        "lbfgs: lbfgs pool",
+        "fgsm: fgsm pool",
+    ]
+    by_name = {row[0]: dict(zip(columns, row, strict=True)) for row in rows}
+    base = by_name["Without backfeeding (weight decay only)"]
+    assert base["Clean test error: mean ± std"] == "1.73% ± 0.15 pp"
+    assert base["Clean test error vs paper (paper)"] == "1.6%"
+    first, second = by_name["lbfgs: lbfgs pool"], by_name["fgsm: fgsm pool"]
+    assert first["Clean test error vs paper (paper)"] == "< 1.2%"
+    assert first["Clean test error minus without backfeeding"] == "+0.87 pp"
+    assert second["Clean test error minus without backfeeding"] == "-0.33 pp"
+    assert second["Adversarial test error: mean ± std"] == "18.0% ± 0.00 pp (2 of 3 seeds)"
+    per_seed = [b for b in section.blocks if isinstance(b, Table)][1]
+    assert [(row[0], row[1]) for row in per_seed.rows][:4] == [
+        ("without backfeeding", "0"),
+        ("without backfeeding", "1"),
+        ("without backfeeding", "2"),
+        ("`lbfgs`", "0"),
+    ]
+    assert len(per_seed.rows) == 9
