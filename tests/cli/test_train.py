@@ -63,6 +63,35 @@ def test_short_real_training_reaches_an_asserted_error(run_cli, tmp_path: Path) 
     assert error == pytest.approx(summary["metrics"]["test/error"], abs=1e-6)
 
 
+# Table 1's presets as shipped, on all 60,000 training and 10,000 test images: the paper's
+# error, and the bound this project holds each preset to (seed 0 measured 7.57%, 9.19%,
+# 21.6%, 1.73%, 1.54%; FC100-100-10 over seeds 0-2: 1.60-1.86%).
+TABLE1_ERRORS = [
+    ("fc10-1e-4", 0.074, 0.080),
+    ("fc10-1e-2", 0.094, 0.097),
+    ("fc10-1", 0.20, 0.22),
+    ("fc100-100-10", 0.0164, 0.019),
+    ("fc200-200-10", 0.0154, 0.017),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("experiment", "paper", "bound"), TABLE1_ERRORS)
+def test_table1_preset_reaches_its_error_on_the_full_test_set(
+    experiment: str, paper: float, bound: float, run_cli, tmp_path: Path
+) -> None:
+    outcome = run_cli(
+        "train",
+        f"experiment={experiment}",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        f"output_dir={tmp_path}",
+    )
+    assert outcome.code == 0, outcome.err
+    error = read_summary(tmp_path, experiment)["metrics"]["test/error"]
+    assert error <= bound, f"{experiment}: {error:.2%} (paper {paper:.2%}, bound {bound:.2%})"
+
+
 def test_resume_continues_from_the_saved_step_and_the_same_wandb_run(
     run_cli, tmp_path: Path
 ) -> None:
