@@ -27,8 +27,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 import textwrap
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +41,7 @@ from tqdm.auto import tqdm
 
 from analysis.plots import heatmap, perturbation_grid
 from attacks import GaussianNoise, build_attack, distortion, scale_to_distortion
+from storage import atomic_output
 from trainers import ErrorRate
 
 #: Bumped whenever what is stored in a cache entry, or how it is made, changes meaning.
@@ -296,19 +295,9 @@ class AdversarialCache:
 
     def store(self, key: str, content: Mapping[str, Any]) -> Path:
         """Write ``content`` for ``key`` atomically; returns the file."""
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(key)
-        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
-        try:
-            os.chmod(temporary, 0o644)  # mkstemp makes it private; a shared cache is not secret
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(dict(content), stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_output(path) as stream:
+            torch.save(dict(content), stream)
         return path
 
 

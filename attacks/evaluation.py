@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from attacks.base import Attack
 from attacks.lbfgs import LBFGSAttack
+from storage import atomic_output
 
 
 @dataclass
@@ -139,13 +140,13 @@ def minimum_distortion(
     saved = None
     if keep:
         path = Path(save)  # type: ignore[arg-type]
-        path.parent.mkdir(parents=True, exist_ok=True)
         content: dict[str, object] = {
             key: (torch.cat(parts[key]) if parts[key] else None) for key in parts
         }
         content["layer"] = attack.layer
         content["attack"] = attack.name
-        torch.save(content, path)
+        with atomic_output(path) as stream:  # an interrupted save keeps an earlier file whole
+            torch.save(content, stream)
         saved = str(path)
     count = max(examples, 1)
     return MinimumDistortion(

@@ -31,6 +31,7 @@ from callbacks import AdversarialBackfeed, SpectralMonitor, transfer_callbacks
 from cli import tracking
 from configs import ConfigError, to_container, to_yaml
 from datamodules import build_datamodule
+from storage import atomic_output
 from trainers import CheckpointError, ImageClassifier, SparseAutoencoder, load_encoder_state
 
 SUMMARY_FILE = "summary.json"
@@ -52,10 +53,8 @@ class RunSummary:
     fingerprint: str = ""
 
     def save(self) -> None:
-        path = Path(self.run_dir) / SUMMARY_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
-        tmp.replace(path)
+        with atomic_output(Path(self.run_dir) / SUMMARY_FILE, "w") as stream:
+            stream.write(json.dumps(asdict(self), indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunSummary:
@@ -410,7 +409,8 @@ def _save_on_rank_zero(summary: RunSummary) -> None:
 
 @rank_zero_only
 def _write_on_rank_zero(path: Path, text: str) -> None:
-    path.write_text(text)
+    with atomic_output(path, "w") as stream:
+        stream.write(text)
 
 
 def _last_checkpoint(callback: Callback) -> str | None:

@@ -52,6 +52,7 @@ from datamodules.formats import (
     read_idx,
     sha256_hex,
 )
+from storage import atomic_output
 
 PARTS: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
 IDX_FILES: Mapping[str, str] = {
@@ -427,7 +428,6 @@ def write_cache(
     spec: DatasetSpec, data: RawData, digests: Mapping[str, str], path: Path, *, source: str
 ) -> None:
     """Write the cache atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     content = {
         "format": CACHE_FORMAT,
         "dataset": spec.name,
@@ -435,17 +435,8 @@ def write_cache(
         "sha256": dict(digests),
         **{part: data.part(part).contiguous() for part in PARTS},
     }
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a cache is not a secret
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(content, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as stream:
+        torch.save(content, stream)
 
 
 def _set_aside(path: Path) -> Path:
