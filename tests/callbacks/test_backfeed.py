@@ -195,6 +195,49 @@ def test_resume_restores_the_same_pool_and_random_state(tmp_path: Path) -> None:
     assert second.pools["input"].made_at_step.max() > saved_pool["made_at_step"].max()
 
 
+def test_resume_with_fewer_processes_merges_every_saved_pool(tmp_path: Path) -> None:
+    """A checkpoint written by 2 DDP processes, resumed by 1: the one process gets every
+    saved example, rank by rank, not just rank 0's share."""
+    data = datamodule()
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    settings = {"pool_size": 150, "refresh_fraction": 0.1, "generator": FGSM, "val_attack": None}
+    trainer(tmp_path, [AdversarialBackfeed(**settings), checkpoints], epochs=1).fit(
+        classifier(), datamodule=data
+    )
+    content = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    (key,) = [k for k in content["callbacks"] if "AdversarialBackfeed" in k]
+    (saved,) = content["callbacks"][key]["ranks"]
+    pool = saved["pools"]["input"]
+    assert pool["size"] > 80  # filled (FGSM keeps only the examples it fools)
+
+    def share(part: slice) -> dict:
+        tensors = {name: pool[name][part] for name in ("examples", "labels", "made_at_step")}
+        return {**saved, "pools": {"input": {**pool, "size": len(tensors["labels"]), **tensors}}}
+
+    # As if rank 0 had kept the examples from the 81st on and rank 1 the first 80.
+    content["callbacks"][key] = {
+        "world_size": 2,
+        "ranks": [share(slice(80, None)), share(slice(0, 80))],
+    }
+    two_processes = tmp_path / "two-processes.ckpt"
+    torch.save(content, two_processes)
+
+    resumed = AdversarialBackfeed(**settings)
+    restored: dict = {}
+
+    class Peek(pl.Callback):
+        def on_train_start(self, trainer, pl_module) -> None:
+            state = resumed.pools["input"].state_dict()
+            restored.update({k: v.clone() for k, v in state.items() if torch.is_tensor(v)})
+
+    trainer(tmp_path, [resumed, Peek()], epochs=2).fit(
+        classifier(), datamodule=data, ckpt_path=str(two_processes)
+    )
+    for name in ("examples", "labels", "made_at_step"):
+        expected = torch.cat([pool[name][80:], pool[name][:80]])
+        torch.testing.assert_close(restored[name], expected)
+
+
 def test_generation_runs_in_fp32_under_mixed_precision(tmp_path: Path) -> None:
     backfeed = AdversarialBackfeed(
         pool_size=100, refresh_fraction=0.2, generator=FGSM, val_attack=FGSM, val_subset=50
