@@ -247,12 +247,15 @@ def _leaves(container: Any, prefix: str = "") -> dict[str, Any]:
 
 def backfeed_text(backfeed: DictConfig) -> str:
     """A backfeed config's pool in a few words: ``L-BFGS pools at input, fc1 and fc2, taking
-    turns``, ``FGSM pool at input``."""
+    turns, refreshed every 50 steps``, ``FGSM pool at input, refreshed every step``."""
     layers = list(backfeed.layers)
     where = ", ".join(layers[:-1]) + f" and {layers[-1]}" if len(layers) > 1 else layers[0]
     pools = "pools" if len(layers) > 1 else "pool"
     turns = ", taking turns" if backfeed.alternate and len(layers) > 1 else ""
-    return f"{ATTACK_NAMES[str(backfeed.generator.name)]} {pools} at {where}{turns}"
+    return (
+        f"{ATTACK_NAMES[str(backfeed.generator.name)]} {pools} at {where}{turns}, "
+        f"refreshed {_every_n_steps(backfeed.refresh_every_n_steps)}"
+    )
 
 
 def backfeed_settings(backfeed: DictConfig) -> str:
@@ -263,9 +266,13 @@ def backfeed_settings(backfeed: DictConfig) -> str:
         f"{', '.join(layers)}"
         + (" (one pool per step, taking turns)" if backfeed.alternate and len(layers) > 1 else "")
         + f"; {backfeed.pool_size:,} examples per pool, {100 * backfeed.refresh_fraction:g}% of "
-        f"them replaced every {backfeed.refresh_every_n_steps} steps; mix ratio "
+        f"them replaced {_every_n_steps(backfeed.refresh_every_n_steps)}; mix ratio "
         f"{backfeed.mix_ratio:g}"
     )
+
+
+def _every_n_steps(steps: int) -> str:
+    return "every step" if steps == 1 else f"every {steps} steps"
 
 
 # ------------------------------------------------------------------------------ steps

@@ -125,8 +125,11 @@ def test_tiny_budget_writes_both_reports_then_resumes_without_redoing_anything(
     (row,) = [line for line in section.splitlines() if line.startswith("| Without backf")]
     assert row.startswith("| Without backfeeding (weight decay only) | ") and "/ 1.6% (" in row
     for name, pool in (
-        ("backfeed-fc100", "L-BFGS pools at input, fc1 and fc2, taking turns"),
-        ("backfeed-fc100-fgsm", "FGSM pool at input"),
+        (
+            "backfeed-fc100",
+            "L-BFGS pools at input, fc1 and fc2, taking turns, refreshed every 50 steps",
+        ),
+        ("backfeed-fc100-fgsm", "FGSM pool at input, refreshed every 20 steps"),
     ):
         (row,) = [line for line in section.splitlines() if line.startswith(f"| `{name}`: ")]
         assert row.startswith(f"| `{name}`: {pool} | ") and "/ < 1.2% (" in row
@@ -178,12 +181,15 @@ def test_shipped_budgets_plan_the_papers_runs():
         "backfeed-fc100-baseline/seed0",
         "backfeed-fc100/seed0",
         "backfeed-fc100-fgsm/seed0",
+        "backfeed-fc100-fgsm-fresh/seed0",
         "backfeed-fc100-baseline/seed1",
         "backfeed-fc100/seed1",
         "backfeed-fc100-fgsm/seed1",
+        "backfeed-fc100-fgsm-fresh/seed1",
         "backfeed-fc100-baseline/seed2",
         "backfeed-fc100/seed2",
         "backfeed-fc100-fgsm/seed2",
+        "backfeed-fc100-fgsm-fresh/seed2",
         "conv",
     ]
     configs = {run.key: run.config for run in quick.runs()}
@@ -194,15 +200,18 @@ def test_shipped_budgets_plan_the_papers_runs():
     assert configs["backfeed-fc100/seed1"].backfeed.enabled
     assert not configs["backfeed-fc100-baseline/seed1"].backfeed.enabled
     assert configs["backfeed-fc100-fgsm/seed1"].backfeed.generator.name == "fgsm"
-    for key in ("backfeed-fc100-fgsm/seed2", "backfeed-fc100/seed2"):  # both vs one baseline
-        assert configs[key].trainer.max_epochs == 15 and configs[key].seed == 2
-    assert [v.experiment for v in quick.variants] == ["backfeed-fc100", "backfeed-fc100-fgsm"]
+    assert configs["backfeed-fc100-fgsm-fresh/seed1"].backfeed.refresh_every_n_steps == 1
+    variants = ["backfeed-fc100", "backfeed-fc100-fgsm", "backfeed-fc100-fgsm-fresh"]
+    for key in variants:  # all against one baseline
+        assert configs[f"{key}/seed2"].trainer.max_epochs == 15
+        assert configs[f"{key}/seed2"].seed == 2
+    assert [v.experiment for v in quick.variants] == variants
     assert {str(c.logger.group) for c in configs.values()} == {"g"}
     assert departures(quick)  # quick says how it departs from the paper
 
     full = plan_study(load_budget("full"), [], group="g")
     assert len(full.baselines) == 3 and full.units_backfeed is not None
-    assert [v.experiment for v in full.variants] == ["backfeed-fc100", "backfeed-fc100-fgsm"]
+    assert [v.experiment for v in full.variants] == variants
     assert full.units_backfeed.experiment == "backfeed-conv"
     assert departures(full) == []  # presets as shipped, whole data sets
     for run in full.runs():  # each run is its preset, plus the W&B group only
