@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from trainers import ImageClassifier
+
 REPO = Path(__file__).resolve().parents[1]
 # Real data sets are fetched once into the repo's (git-ignored) data/ and shared by all tests.
 REPO_DATA = REPO / "data"
@@ -34,3 +36,17 @@ def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setenv("INTRIGUING_DATA_DIR", str(REPO_DATA))
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def checkpoint_for_other_inputs(tmp_path: Path) -> Path:
+    """``small.ckpt``: a classifier for 1x12x12 inputs, which no MNIST model can sit beside."""
+    small = ImageClassifier(
+        model={"family": "fc", "hidden": [], "weight_decay": [0.0]},
+        optim={"name": "adam"},
+        input_shape=(1, 12, 12),
+        num_classes=10,
+    )
+    path = tmp_path / "small.ckpt"
+    torch.save({"state_dict": small.state_dict(), "hyper_parameters": dict(small.hparams)}, path)
+    return path

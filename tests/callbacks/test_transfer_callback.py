@@ -197,15 +197,10 @@ def config_words(checkpoint: Path) -> list[str]:
     return ["experiment=fc100-100-10", "transfer.enabled=true", f"transfer.zoo=[{checkpoint}]"]
 
 
-def test_a_zoo_checkpoint_for_other_inputs_is_refused_by_name(tmp_path: Path):
-    small = ImageClassifier(
-        model={"family": "fc", "hidden": [], "weight_decay": [0.0]},
-        optim={"name": "adam"},
-        input_shape=(1, 12, 12),
-        num_classes=10,
-    )
-    path = tmp_path / "small.ckpt"
-    torch.save({"state_dict": small.state_dict(), "hyper_parameters": dict(small.hparams)}, path)
+def test_a_zoo_checkpoint_for_other_inputs_is_refused_by_name(
+    checkpoint_for_other_inputs: Path, tmp_path: Path
+):
+    path = checkpoint_for_other_inputs
     trainer = _trainer(tmp_path, TransferRobustness([path], subset=8, attack=FGSM), epochs=1)
     with pytest.raises(Exception, match=r"small\.ckpt.*\(1, 12, 12\)"):
         trainer.fit(_model(), datamodule=_datamodule(val_size=50))

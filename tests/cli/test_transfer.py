@@ -15,7 +15,7 @@ from cli.main import main
 from cli.zoo import load_zoo
 from configs import ConfigError
 from datamodules import build_datamodule
-from trainers import ImageClassifier, load_classifier
+from trainers import load_classifier
 
 from .conftest import read_summary, wandb_summary
 
@@ -139,15 +139,10 @@ def test_missing_checkpoint_fails_naming_it(run_cli, checkpoints, tmp_path: Path
     assert "Traceback" not in outcome.err
 
 
-def test_checkpoint_for_other_inputs_fails_naming_it(run_cli, checkpoints, tmp_path: Path):
-    small = ImageClassifier(
-        model={"family": "fc", "hidden": [], "weight_decay": [0.0]},
-        optim={"name": "adam"},
-        input_shape=(1, 12, 12),
-        num_classes=10,
-    )
-    path = tmp_path / "small.ckpt"
-    torch.save({"state_dict": small.state_dict(), "hyper_parameters": dict(small.hparams)}, path)
+def test_checkpoint_for_other_inputs_fails_naming_it(
+    run_cli, checkpoints, checkpoint_for_other_inputs: Path
+):
+    path = checkpoint_for_other_inputs
     outcome = run_cli("transfer", "--checkpoints", str(checkpoints[0]), str(path))
     assert outcome.code == 2
     assert (
