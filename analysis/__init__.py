@@ -9,4 +9,5 @@
 - :mod:`analysis.reproduction`, :mod:`analysis.report`, :mod:`analysis.paper`: the study's
   measurements, the paper's figures, and the markdown/HTML report beside them.
 - :mod:`analysis.plots`: image grids, heatmaps and histograms (matplotlib, no pyplot state).
+- :mod:`analysis.tables`: markdown and CSV text of tables (no torch; the sweep summary uses it).
 """

@@ -32,6 +32,7 @@ from analysis.reproduction import (
     Spread,
     StudyResults,
 )
+from analysis.tables import markdown_lines
 from analysis.transfer import TransferStudy, label_margin
 from analysis.units import UnitAnalysis
 
@@ -260,10 +261,10 @@ def _markdown_block(block: Block, folder: Path) -> list[str]:
             link = block.path.resolve()
         return [f"![{block.caption}]({link.as_posix()})", "", f"*{block.caption}*"]
     lines = [f"**{block.caption}**", ""] if block.caption else []
-    lines.append("| " + " | ".join(block.header) + " |")
-    lines.append("|" + "---|" * len(block.header))
-    lines += ["| " + " | ".join(_markdown_cell(c) for c in row) + " |" for row in block.rows]
-    return lines
+    return [
+        *lines,
+        *markdown_lines(block.header, [[_markdown_cell(c) for c in row] for row in block.rows]),
+    ]
 
 
 def _inline(text: str) -> str:

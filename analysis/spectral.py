@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from analysis.tables import markdown_lines
 from trainers.stages import StagedNetwork
 
 LinearMap = Callable[[Tensor], Tensor]
@@ -152,25 +153,42 @@ class SpectralBounds:
         def number(value: float | None) -> str:
             return "" if value is None else f"{value:.{digits}g}"
 
-        names = [stage.name for stage in self.stages]
-        lines = [
-            "| Layer | " + " | ".join(names) + " | Product |",
-            "|---" * (len(names) + 2) + "|",
-            "| Upper bound | "
-            + " | ".join(number(stage.bound) for stage in self.stages)
-            + f" | {number(self.product)} |",
-            "",
-            "| Layer | Operator | Size | Stride | Input shape | Upper bound | Fourier bound "
-            "| Method |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for layer in self.layers:
-            shape = "x".join(str(d) for d in layer.input_shape)
-            lines.append(
-                f"| {layer.name} | {layer.operator} | {layer.size} | {layer.stride} | {shape} "
-                f"| {number(layer.bound)} | {number(layer.fourier_bound)} | {layer.method} |"
-            )
-        return "\n".join(lines) + "\n"
+        stages = markdown_lines(
+            ["Layer", *(stage.name for stage in self.stages), "Product"],
+            [
+                [
+                    "Upper bound",
+                    *(number(stage.bound) for stage in self.stages),
+                    number(self.product),
+                ]
+            ],
+        )
+        layers = markdown_lines(
+            [
+                "Layer",
+                "Operator",
+                "Size",
+                "Stride",
+                "Input shape",
+                "Upper bound",
+                "Fourier bound",
+                "Method",
+            ],
+            [
+                [
+                    layer.name,
+                    layer.operator,
+                    str(layer.size),
+                    str(layer.stride),
+                    "x".join(str(d) for d in layer.input_shape),
+                    number(layer.bound),
+                    number(layer.fourier_bound),
+                    layer.method,
+                ]
+                for layer in self.layers
+            ],
+        )
+        return "\n".join([*stages, "", *layers]) + "\n"
 
 
 @dataclass

@@ -22,9 +22,7 @@ which the paper also calls the perturbation's per-pixel standard deviation.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
 import textwrap
@@ -40,6 +38,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from analysis.plots import heatmap, perturbation_grid
+from analysis.tables import csv_table, markdown_table
 from attacks import GaussianNoise, build_attack, distortion, scale_to_distortion
 from storage import atomic_output
 from trainers import ErrorRate
@@ -550,20 +549,6 @@ def _number(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3f}"
 
 
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    stream = io.StringIO()
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return stream.getvalue()
-
-
 @dataclass
 class TransferRow:
     """One row of a transfer table: a set's error on every target, its average distortion."""
@@ -602,7 +587,7 @@ class TransferTable:
             [row.name, *(_percent(e) for e in row.errors), _number(row.distortion)]
             for row in self.rows
         ]
-        text = (f"{self.title}\n\n" if self.title else "") + _markdown(header, body)
+        text = (f"{self.title}\n\n" if self.title else "") + markdown_table(header, body)
         if notes and self.notes:
             text += "\n" + "\n".join(f"- {note}" for note in self.notes) + "\n"
         return text
@@ -620,7 +605,7 @@ class TransferTable:
             ]
             for row in self.rows
         ]
-        return _csv(header, body)
+        return csv_table(header, body)
 
     def records(self) -> list[dict[str, Any]]:
         """One plain dict per row (for JSON and W&B tables)."""
@@ -707,7 +692,7 @@ class SplitErrors:
             [model, *(_percent(e) for e in errors), _number(d)]
             for model, errors, d in zip(self.models, self.errors, self.distortion, strict=True)
         ]
-        return (f"{self.title}\n\n" if self.title else "") + _markdown(header, body)
+        return (f"{self.title}\n\n" if self.title else "") + markdown_table(header, body)
 
     def to_csv(self) -> str:
         header = ["model", *(f"error_{s}" for s in self.splits), "av_min_distortion"]
@@ -715,7 +700,7 @@ class SplitErrors:
             [model, *(f"{e:.6f}" for e in errors), f"{d:.6f}"]
             for model, errors, d in zip(self.models, self.errors, self.distortion, strict=True)
         ]
-        return _csv(header, body)
+        return csv_table(header, body)
 
     def records(self) -> list[dict[str, Any]]:
         return [

@@ -425,7 +425,8 @@ def _last_checkpoint(callback: Callback) -> str | None:
 def _remember_wandb_id(logger: Logger | None, id_file: Path) -> None:
     """Keep the W&B run's id beside the checkpoints, so that a resumed training continues it."""
     if isinstance(logger, WandbLogger) and not id_file.is_file():
-        id_file.write_text(str(logger.experiment.id))
+        with atomic_output(id_file, "w") as stream:
+            stream.write(str(logger.experiment.id))
 
 
 def baseline_config(config: DictConfig) -> DictConfig:

@@ -35,6 +35,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from analysis.tables import csv_table
 from cli.arguments import positive_int
 from cli.sweeps import (
     PointResult,
@@ -44,7 +45,6 @@ from cli.sweeps import (
     load_sweep,
     points,
     summary_table,
-    to_csv,
     to_markdown,
     train_overrides,
 )
@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(planned[0].config.output_dir) / "sweeps" / sweep.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SUMMARY_MARKDOWN).write_text(markdown)
-    (folder / SUMMARY_CSV).write_text(to_csv(columns, rows))
+    (folder / SUMMARY_CSV).write_text(csv_table(columns, rows))
     print("\n" + markdown, flush=True)
     if sweep.metric and not any(sweep.metric in r.metrics for r in results):
         print(f"note: no run logged the sweep's metric {sweep.metric}", flush=True)

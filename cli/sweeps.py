@@ -13,8 +13,6 @@ the agent does (``backfeed.layers=['input', 'fc1']``, ``backfeed.alternate=True`
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
@@ -28,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from analysis.tables import markdown_lines
 from configs import ConfigError
 
 # Top-level keys of W&B's sweep schema (wandb/sweeps, config/schema.json).
@@ -589,21 +588,7 @@ def to_markdown(sweep: Sweep, columns: list[str], rows: list[list[Any]]) -> str:
         f"Command: `{' '.join(sweep.command)}`"
         + (f"; constants: {', '.join(constants)}" if constants else ""),
         "",
-        "| " + " | ".join(header) + " |",
-        "|"
-        + "|".join("---" if c in (*sweep.swept, "status", "run") else "---:" for c in columns)
-        + "|",
     ]
-    for row in rows:
-        lines.append(
-            "| " + " | ".join(_cell(c, v) for c, v in zip(columns, row, strict=True)) + " |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(columns: list[str], rows: list[list[Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([["" if v is None else v for v in row] for row in rows])
-    return buffer.getvalue()
+    cells = [[_cell(c, v) for c, v in zip(columns, row, strict=True)] for row in rows]
+    numeric = [c not in (*sweep.swept, "status", "run") for c in columns]
+    return "\n".join([*lines, *markdown_lines(header, cells, right_aligned=numeric)]) + "\n"
