@@ -78,6 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"intriguing {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Tear down the process group a DDP run set up (Lightning leaves it): gloo threads still
+    alive at interpreter exit can abort a finished process ("terminate called without an
+    active exception"), turning a completed run into a failed exit status."""
+    distributed = sys.modules.get("torch.distributed")  # not imported: nothing to tear down
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -153,6 +153,7 @@ trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=16))
 logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("spectral/")}
 with open(f"{out}/rank{trainer.global_rank}.json", "w") as handle:
     json.dump({"history": monitor.history, "logged": logged}, handle)
+torch.distributed.destroy_process_group()  # gloo threads alive at exit can abort the process
 """
 
 

@@ -65,6 +65,8 @@ def main(data_dir: str, out: str) -> None:
     model = ShardRecorder(Path(out))
     trainer.fit(model, datamodule=module)
     trainer.test(model, datamodule=module, verbose=False)
+    # Lightning leaves the process group up; gloo threads alive at exit can abort the process.
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
