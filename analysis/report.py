@@ -23,18 +23,18 @@ from pathlib import Path
 
 import torch
 
-from analysis import paper
-from analysis.plots import heatmap, histograms, save_figure
-from analysis.reproduction import (
+from intriguing.analysis import paper
+from intriguing.analysis.plots import heatmap, histograms, save_figure
+from intriguing.analysis.reproduction import (
     COMPARED_FIGURES,
     ModelMeasurement,
     SpectralModel,
     Spread,
     StudyResults,
 )
-from analysis.tables import markdown_lines
-from analysis.transfer import TransferStudy, label_margin
-from analysis.units import UnitAnalysis
+from intriguing.analysis.tables import markdown_lines
+from intriguing.analysis.transfer import TransferStudy, label_margin
+from intriguing.analysis.units import UnitAnalysis
 
 NO_COUNTERPART = "n/a"
 

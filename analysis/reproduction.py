@@ -28,9 +28,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from analysis.spectral import SpectralBounds
-from analysis.transfer import AdversarialCache, TransferStudy, adversarial_set, error_rate
-from analysis.units import UnitAnalysis
+from intriguing.analysis.spectral import SpectralBounds
+from intriguing.analysis.transfer import (
+    AdversarialCache,
+    TransferStudy,
+    adversarial_set,
+    error_rate,
+)
+from intriguing.analysis.units import UnitAnalysis
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from attacks import build_attack, minimum_distortion
+from intriguing.attacks import build_attack, minimum_distortion
 
 
 @dataclass

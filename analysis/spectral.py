@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from analysis.tables import markdown_lines
-from trainers.stages import StagedNetwork
+from intriguing.analysis.tables import markdown_lines
+from intriguing.trainers.stages import StagedNetwork
 
 LinearMap = Callable[[Tensor], Tensor]
 

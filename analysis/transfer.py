@@ -37,11 +37,11 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from analysis.plots import heatmap, perturbation_grid
-from analysis.tables import csv_table, markdown_table
-from attacks import GaussianNoise, build_attack, distortion, scale_to_distortion
-from storage import atomic_output
-from trainers import ErrorRate
+from intriguing.analysis.plots import heatmap, perturbation_grid
+from intriguing.analysis.tables import csv_table, markdown_table
+from intriguing.attacks import GaussianNoise, build_attack, distortion, scale_to_distortion
+from intriguing.storage import atomic_output
+from intriguing.trainers import ErrorRate
 
 #: Bumped whenever what is stored in a cache entry, or how it is made, changes meaning.
 CACHE_FORMAT = 1

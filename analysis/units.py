@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from analysis.plots import image_grid
-from trainers.stages import StagedNetwork
+from intriguing.analysis.plots import image_grid
+from intriguing.trainers.stages import StagedNetwork
 
 
 def random_directions(dim: int, count: int, *, generator: torch.Generator) -> Tensor:

@@ -7,7 +7,7 @@ gives the paper's Table 1 column over a data set, :func:`build_attack` an attack
 configuration mapping.
 """
 
-from attacks.base import (
+from intriguing.attacks.base import (
     Attack,
     AttackResult,
     LayeredModel,
@@ -17,11 +17,11 @@ from attacks.base import (
     is_adversarial,
     scale_to_distortion,
 )
-from attacks.budget import FGSM, PGD, BudgetAttack
-from attacks.evaluation import MinimumDistortion, minimum_distortion
-from attacks.factory import build_attack
-from attacks.lbfgs import LBFGSAttack
-from attacks.noise import GaussianNoise
+from intriguing.attacks.budget import FGSM, PGD, BudgetAttack
+from intriguing.attacks.evaluation import MinimumDistortion, minimum_distortion
+from intriguing.attacks.factory import build_attack
+from intriguing.attacks.lbfgs import LBFGSAttack
+from intriguing.attacks.noise import GaussianNoise
 
 __all__ = [
     "FGSM",

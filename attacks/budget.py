@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from attacks.base import (
+from intriguing.attacks.base import (
     Attack,
     AttackResult,
     Problem,

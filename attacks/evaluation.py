@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from attacks.base import Attack
-from attacks.lbfgs import LBFGSAttack
-from storage import atomic_output
+from intriguing.attacks.base import Attack
+from intriguing.attacks.lbfgs import LBFGSAttack
+from intriguing.storage import atomic_output
 
 
 @dataclass

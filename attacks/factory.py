@@ -7,10 +7,10 @@ from typing import Any
 
 from torch import nn
 
-from attacks.base import Attack
-from attacks.budget import FGSM, PGD
-from attacks.lbfgs import LBFGSAttack
-from attacks.noise import GaussianNoise
+from intriguing.attacks.base import Attack
+from intriguing.attacks.budget import FGSM, PGD
+from intriguing.attacks.lbfgs import LBFGSAttack
+from intriguing.attacks.noise import GaussianNoise
 
 #: Every key a specification may hold; each attack reads the ones that concern it.
 SPEC_KEYS = (

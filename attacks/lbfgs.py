@@ -46,7 +46,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, Problem, adversarial_margin, loss_and_gradient
+from intriguing.attacks.base import Attack, Problem, adversarial_margin, loss_and_gradient
 
 _ARMIJO = 1e-4  # sufficient decrease constant of the line search
 _CURVATURE = 1e-8  # pairs with s.y <= _CURVATURE * y.y are not stored

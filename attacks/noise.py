@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attacks.base import AttackResult, Problem, scale_to_distortion
-from attacks.budget import BudgetAttack, _per_example
+from intriguing.attacks.base import AttackResult, Problem, scale_to_distortion
+from intriguing.attacks.budget import BudgetAttack, _per_example
 
 _MATCHING_STEPS = 40  # bisection steps when scaling noise to a distortion
 

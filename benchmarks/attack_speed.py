@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from attacks import FGSM, PGD, Attack, GaussianNoise, LBFGSAttack, distortion
-from datamodules import build_datamodule
-from trainers import load_classifier
+from intriguing.attacks import FGSM, PGD, Attack, GaussianNoise, LBFGSAttack, distortion
+from intriguing.datamodules import build_datamodule
+from intriguing.trainers import load_classifier
 
 PAPER_FC100_DISTORTION = 0.058
 

@@ -18,7 +18,7 @@ import tempfile
 import torch
 from timing import framework_epoch
 
-from configs import compose
+from intriguing.configs import compose
 
 
 def variants(every: int) -> dict[str, list[str]]:

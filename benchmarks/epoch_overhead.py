@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from timing import framework_epoch
 
-from cli.experiment import build_classifier
-from configs import compose, to_container
-from datamodules import build_datamodule
-from trainers.networks import decay_groups
+from intriguing.cli.experiment import build_classifier
+from intriguing.configs import compose, to_container
+from intriguing.datamodules import build_datamodule
+from intriguing.trainers.networks import decay_groups
 
 
 def hand_epoch(overrides: list[str], tmp: str) -> float:

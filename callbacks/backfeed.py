@@ -29,10 +29,10 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, SumMetric
 from typing_extensions import override
 
-from attacks import Attack, build_attack
-from callbacks.pool import AdversarialPool
-from configs import ConfigError
-from trainers import INPUT, ErrorRate
+from intriguing.attacks import Attack, build_attack
+from intriguing.callbacks.pool import AdversarialPool
+from intriguing.configs import ConfigError
+from intriguing.trainers import INPUT, ErrorRate
 
 AttackFactory = Callable[[nn.Module, str], Attack]
 

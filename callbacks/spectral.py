@@ -16,8 +16,8 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 from typing_extensions import override
 
-from analysis.spectral import SpectralBounds, network_bounds
-from trainers.stages import StagedNetwork
+from intriguing.analysis.spectral import SpectralBounds, network_bounds
+from intriguing.trainers.stages import StagedNetwork
 
 
 class SpectralMonitor(Callback):

@@ -43,8 +43,8 @@ from torch import Tensor, nn
 from torchmetrics import SumMetric
 from typing_extensions import override
 
-from analysis.plots import figure_pixels
-from analysis.transfer import (
+from intriguing.analysis.plots import figure_pixels
+from intriguing.analysis.transfer import (
     AdversarialCache,
     PerturbedSet,
     TransferRow,
@@ -55,9 +55,9 @@ from analysis.transfer import (
     example_grid,
     predictions,
 )
-from configs import ConfigError
-from trainers import ErrorRate, load_classifier
-from trainers.stages import StagedNetwork
+from intriguing.configs import ConfigError
+from intriguing.trainers import ErrorRate, load_classifier
+from intriguing.trainers.stages import StagedNetwork
 
 MODEL = "model"  # the name of the model in training in tables and logged keys
 
@@ -328,7 +328,7 @@ def transfer_callbacks(config: Any) -> list[Callback]:
     section = config.transfer
     if not section.enabled:
         return []
-    from configs import to_container
+    from intriguing.configs import to_container
 
     values = to_container(config)["transfer"]
     return [

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from configs import ConfigError
-from datamodules.datamodule import DATA_KEYS
-from trainers.checkpoints import read_checkpoint
+from intriguing.configs import ConfigError
+from intriguing.datamodules.datamodule import DATA_KEYS
+from intriguing.trainers.checkpoints import read_checkpoint
 
 
 def positive_int(text: str) -> int:

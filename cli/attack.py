@@ -14,12 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from attacks import build_attack, minimum_distortion
-from cli.arguments import checkpoint_data, positive_int, torch_device
-from cli.tracking import add_wandb_arguments, analysis_run
-from configs import ConfigError
-from datamodules import TENSOR_SPLITS, build_datamodule
-from trainers import CheckpointError, load_classifier
+from intriguing.attacks import build_attack, minimum_distortion
+from intriguing.cli.arguments import checkpoint_data, positive_int, torch_device
+from intriguing.cli.tracking import add_wandb_arguments, analysis_run
+from intriguing.configs import ConfigError
+from intriguing.datamodules import TENSOR_SPLITS, build_datamodule
+from intriguing.trainers import CheckpointError, load_classifier
 
 ATTACKS = ("lbfgs", "fgsm", "pgd", "noise")
 

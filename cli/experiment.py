@@ -26,13 +26,18 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from analysis.robustness import evaluate_robustness
-from callbacks import AdversarialBackfeed, SpectralMonitor, transfer_callbacks
-from cli import tracking
-from configs import ConfigError, to_container, to_yaml
-from datamodules import build_datamodule
-from storage import atomic_output
-from trainers import CheckpointError, ImageClassifier, SparseAutoencoder, load_encoder_state
+from intriguing.analysis.robustness import evaluate_robustness
+from intriguing.callbacks import AdversarialBackfeed, SpectralMonitor, transfer_callbacks
+from intriguing.cli import tracking
+from intriguing.configs import ConfigError, to_container, to_yaml
+from intriguing.datamodules import build_datamodule
+from intriguing.storage import atomic_output
+from intriguing.trainers import (
+    CheckpointError,
+    ImageClassifier,
+    SparseAutoencoder,
+    load_encoder_state,
+)
 
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"

@@ -30,12 +30,12 @@ USAGE_ERROR = 2
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "bad input", reported in one line with exit status 2."""
-    from configs import ConfigError
-    from trainers import CheckpointError
+    from intriguing.configs import ConfigError
+    from intriguing.trainers import CheckpointError
 
     errors: list[type[BaseException]] = [ConfigError, CheckpointError, FileNotFoundError]
     try:
-        from datamodules import DataSourceError
+        from intriguing.datamodules import DataSourceError
 
         errors.append(DataSourceError)
     except ImportError:  # pragma: no cover - while datamodules is being written
@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
-            module = importlib.import_module(f"cli.{name}")
+            module = importlib.import_module(f"intriguing.cli.{name}")
         except ModuleNotFoundError as error:
-            if error.name != f"cli.{name}":
+            if error.name != f"intriguing.cli.{name}":
                 raise
             continue
         module.register(subparsers)

@@ -22,12 +22,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from analysis.report import Report, build_report, draw_figures, table_records
-from analysis.reproduction import StudyResults
-from cli.arguments import torch_device
-from cli.study import plan_study, run_study
-from cli.tracking import analysis_run, wandb_mode
-from configs.budget import available_budgets, budget_path, load_budget
+from intriguing.analysis.report import Report, build_report, draw_figures, table_records
+from intriguing.analysis.reproduction import StudyResults
+from intriguing.cli.arguments import torch_device
+from intriguing.cli.study import plan_study, run_study
+from intriguing.cli.tracking import analysis_run, wandb_mode
+from intriguing.configs.budget import available_budgets, budget_path, load_budget
 
 DEFAULT_CACHE = "outputs/transfer-cache"  # shared with `intriguing transfer`
 

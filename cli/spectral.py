@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from analysis.spectral import SpectralBounds, network_bounds
-from cli.tracking import add_wandb_arguments, analysis_run
-from trainers import load_classifier
+from intriguing.analysis.spectral import SpectralBounds, network_bounds
+from intriguing.cli.tracking import add_wandb_arguments, analysis_run
+from intriguing.trainers import load_classifier
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from analysis.reproduction import (
+from intriguing.analysis.reproduction import (
     ModelMeasurement,
     SeedComparison,
     SpectralModel,
@@ -38,18 +38,18 @@ from analysis.reproduction import (
     TrainedRun,
     measure_model,
 )
-from analysis.spectral import network_bounds
-from analysis.transfer import AdversarialCache, TransferStudy, error_rate, transfer_study
-from analysis.units import analyse_units
-from cli.experiment import baseline_config, fingerprint
-from cli.units import save_outputs
-from cli.zoo import Zoo, ensure_run, load_zoo
-from configs import ConfigError, compose, to_container
-from configs.budget import ReproduceBudget
-from configs.schema import AttackConfig
-from datamodules import ImageDataModule, build_datamodule
-from trainers import load_classifier
-from trainers.stages import StagedNetwork
+from intriguing.analysis.spectral import network_bounds
+from intriguing.analysis.transfer import AdversarialCache, TransferStudy, error_rate, transfer_study
+from intriguing.analysis.units import analyse_units
+from intriguing.cli.experiment import baseline_config, fingerprint
+from intriguing.cli.units import save_outputs
+from intriguing.cli.zoo import Zoo, ensure_run, load_zoo
+from intriguing.configs import ConfigError, compose, to_container
+from intriguing.configs.budget import ReproduceBudget
+from intriguing.configs.schema import AttackConfig
+from intriguing.datamodules import ImageDataModule, build_datamodule
+from intriguing.trainers import load_classifier
+from intriguing.trainers.stages import StagedNetwork
 
 TABLE1_ZOO = "table2"  # the models of Tables 1 and 2
 TABLE3_ZOO = "table4"  # the models of Tables 3 and 4

@@ -35,9 +35,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from analysis.tables import csv_table
-from cli.arguments import positive_int
-from cli.sweeps import (
+from intriguing.analysis.tables import csv_table
+from intriguing.cli.arguments import positive_int
+from intriguing.cli.sweeps import (
     PointResult,
     Sweep,
     agent_words,
@@ -48,8 +48,8 @@ from cli.sweeps import (
     to_markdown,
     train_overrides,
 )
-from configs import ConfigError, compose
-from configs.compose import GROUPS
+from intriguing.configs import ConfigError, compose
+from intriguing.configs.compose import GROUPS
 
 SUMMARY_MARKDOWN = "summary.md"
 SUMMARY_CSV = "summary.csv"
@@ -177,7 +177,7 @@ def _check_parameter_keys(sweep: Sweep, base: DictConfig) -> None:
 def run(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep_file)
     planned = plan(sweep, list(args.overrides), seed=args.seed)
-    from cli.experiment import RunSummary, find_finished_run, new_run_dir
+    from intriguing.cli.experiment import RunSummary, find_finished_run, new_run_dir
 
     print(
         f"sweep {sweep.name}: {sweep.method} search, {len(planned)} points "
@@ -257,7 +257,7 @@ def _log_table(
     sweep: Sweep, config: DictConfig, columns: list[str], rows: list[list[Any]], folder: Path
 ) -> str | None:
     """The summary as a W&B table in a run of the sweep's group (when the runs use W&B)."""
-    from cli.tracking import wandb_mode
+    from intriguing.cli.tracking import wandb_mode
 
     if config.logger.kind != "wandb":
         return None

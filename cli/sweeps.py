@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from analysis.tables import markdown_lines
-from configs import ConfigError
+from intriguing.analysis.tables import markdown_lines
+from intriguing.configs import ConfigError
 
 # Top-level keys of W&B's sweep schema (wandb/sweeps, config/schema.json).
 SWEEP_KEYS = frozenset(
@@ -481,11 +481,11 @@ def expand_command(
 
 
 def train_overrides(argv: Sequence[str], *, path: Path | str = "command") -> list[str]:
-    """The ``key=value`` words after ``intriguing train`` (or ``python -m cli.main train``)."""
+    """The ``key=value`` words after ``intriguing train`` (or its ``python -m`` form)."""
     for index, word in enumerate(argv[:-1]):
         runs_train = argv[index + 1] == "train" and (
             Path(word).name == "intriguing"
-            or (word == "cli.main" and index > 0 and argv[index - 1] == "-m")
+            or (word == "intriguing.cli.main" and index > 0 and argv[index - 1] == "-m")
         )
         if runs_train:
             words = list(argv[index + 2 :])

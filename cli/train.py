@@ -6,7 +6,7 @@ import argparse
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from configs import available, compose
+from intriguing.configs import available, compose
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,11 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = compose(args.overrides)
     if args.print_config:
-        from configs import to_yaml
+        from intriguing.configs import to_yaml
 
         print(to_yaml(config), end="")
         return 0
-    from cli.experiment import (
+    from intriguing.cli.experiment import (
         format_comparison,
         format_summary,
         run_experiment,

@@ -28,8 +28,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from torch import nn
 
-from analysis.plots import save_figure
-from analysis.transfer import (
+from intriguing.analysis.plots import save_figure
+from intriguing.analysis.transfer import (
     AdversarialCache,
     PerturbedSet,
     SplitErrors,
@@ -37,13 +37,13 @@ from analysis.transfer import (
     checkpoint_names,
     transfer_study,
 )
-from attacks.factory import ATTACKS, SPEC_KEYS
-from cli.arguments import torch_device
-from cli.tracking import add_wandb_arguments, analysis_run
-from configs import ConfigError
-from datamodules import TENSOR_SPLITS, build_datamodule
-from trainers import CheckpointError, load_classifier
-from trainers.checkpoints import read_checkpoint
+from intriguing.attacks.factory import ATTACKS, SPEC_KEYS
+from intriguing.cli.arguments import torch_device
+from intriguing.cli.tracking import add_wandb_arguments, analysis_run
+from intriguing.configs import ConfigError
+from intriguing.datamodules import TENSOR_SPLITS, build_datamodule
+from intriguing.trainers import CheckpointError, load_classifier
+from intriguing.trainers.checkpoints import read_checkpoint
 
 DATA_KEYS_KEPT = ("name", "split", "val_size", "split_seed")  # what picks the same examples
 
@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
 def _sources(args: argparse.Namespace) -> tuple[int, str, list[str], list[Path]]:
     """(table, split, names, checkpoint paths) from --checkpoints or --zoo."""
     if args.zoo:
-        from cli.zoo import ensure_trained, load_zoo
+        from intriguing.cli.zoo import ensure_trained, load_zoo
 
         zoo = load_zoo(args.zoo)
         trained = ensure_trained(zoo.experiments, args.overrides)
@@ -323,7 +323,7 @@ def _sources(args: argparse.Namespace) -> tuple[int, str, list[str], list[Path]]
 
 
 def _new_folder(base: Path) -> Path:
-    from cli.experiment import new_run_dir
+    from intriguing.cli.experiment import new_run_dir
 
     return new_run_dir(str(base.parent), base.name)
 

@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from analysis.plots import histograms, save_figure
-from analysis.units import UnitAnalysis, analyse_units, direction_grid
-from cli.arguments import checkpoint_data, positive_int
-from cli.tracking import add_wandb_arguments, analysis_run
-from datamodules import TENSOR_SPLITS, build_datamodule
-from trainers import CheckpointError, load_classifier
+from intriguing.analysis.plots import histograms, save_figure
+from intriguing.analysis.units import UnitAnalysis, analyse_units, direction_grid
+from intriguing.cli.arguments import checkpoint_data, positive_int
+from intriguing.cli.tracking import add_wandb_arguments, analysis_run
+from intriguing.datamodules import TENSOR_SPLITS, build_datamodule
+from intriguing.trainers import CheckpointError, load_classifier
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

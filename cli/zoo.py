@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from configs import ConfigError, available, compose
-from configs.compose import CONFIG_ROOT, _load_yaml
+from intriguing.configs import ConfigError, available, compose
+from intriguing.configs.compose import CONFIG_ROOT, _load_yaml
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from cli.experiment import RunSummary
+    from intriguing.cli.experiment import RunSummary
 
 ZOO_GROUP = "zoo"
 TABLES = (2, 4)
@@ -143,7 +143,7 @@ def ensure_run(
     """The finished run of ``config`` (same fingerprint, with its checkpoint), else a new
     one trained now. Returns ``(RunSummary, reused)``; ``step`` prefixes the lines given to
     ``report``."""
-    from cli.experiment import find_finished_run, run_experiment
+    from intriguing.cli.experiment import find_finished_run, run_experiment
 
     step = step or str(config.name)
     finished = find_finished_run(config)

@@ -1,7 +1,14 @@
 """Typed configuration: a dataclass schema, YAML files per concern, ``key=value`` overrides."""
 
-from configs.compose import ConfigError, available, compose, to_container, to_object, to_yaml
-from configs.schema import ExperimentConfig
+from intriguing.configs.compose import (
+    ConfigError,
+    available,
+    compose,
+    to_container,
+    to_object,
+    to_yaml,
+)
+from intriguing.configs.schema import ExperimentConfig
 
 __all__ = [
     "ConfigError",

@@ -18,8 +18,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from configs.compose import CONFIG_ROOT, ConfigError, _describe, _load_yaml, available
-from configs.schema import AttackConfig
+from intriguing.configs.compose import CONFIG_ROOT, ConfigError, _describe, _load_yaml, available
+from intriguing.configs.schema import AttackConfig
 
 BUDGET_GROUP = "reproduce"
 

@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from configs.schema import ExperimentConfig
+from intriguing.configs.schema import ExperimentConfig
 
 CONFIG_ROOT = Path(__file__).resolve().parent
 GROUPS: tuple[str, ...] = ("model", "optim", "data", "trainer", "logger")

@@ -5,11 +5,11 @@ from and how they are verified is described in :mod:`datamodules.sources`, the p
 halves and the validation hold-out in :mod:`datamodules.splits`.
 """
 
-from datamodules.datamodule import TENSOR_SPLITS, ImageDataModule, build_datamodule
-from datamodules.formats import DataSourceError, NumpyOnlyUnpickler
-from datamodules.loaders import SequentialBatches, ShuffledBatches
-from datamodules.sources import SPECS, DatasetSpec, fetch
-from datamodules.splits import halves
+from intriguing.datamodules.datamodule import TENSOR_SPLITS, ImageDataModule, build_datamodule
+from intriguing.datamodules.formats import DataSourceError, NumpyOnlyUnpickler
+from intriguing.datamodules.loaders import SequentialBatches, ShuffledBatches
+from intriguing.datamodules.sources import SPECS, DatasetSpec, fetch
+from intriguing.datamodules.splits import halves
 
 __all__ = [
     "SPECS",

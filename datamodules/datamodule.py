@@ -20,10 +20,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from datamodules.formats import DataSourceError
-from datamodules.loaders import SequentialBatches, ShuffledBatches
-from datamodules.sources import SPECS, RawData, cache_path, fetch
-from datamodules.splits import SPLITS, halves, hold_out, part_indices
+from intriguing.datamodules.formats import DataSourceError
+from intriguing.datamodules.loaders import SequentialBatches, ShuffledBatches
+from intriguing.datamodules.sources import SPECS, RawData, cache_path, fetch
+from intriguing.datamodules.splits import SPLITS, halves, hold_out, part_indices
 
 TENSOR_SPLITS: tuple[str, ...] = ("train", "val", "test", "p1", "p2", "full_train")
 

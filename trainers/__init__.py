@@ -1,16 +1,16 @@
 """LightningModules for the paper's networks, built as stacks of named stages."""
 
-from trainers.autoencoder import SparseAutoencoder
-from trainers.checkpoints import CheckpointError, load_classifier, load_encoder_state
-from trainers.classifier import ImageClassifier
-from trainers.metrics import ErrorRate
-from trainers.networks import (
+from intriguing.trainers.autoencoder import SparseAutoencoder
+from intriguing.trainers.checkpoints import CheckpointError, load_classifier, load_encoder_state
+from intriguing.trainers.classifier import ImageClassifier
+from intriguing.trainers.metrics import ErrorRate
+from intriguing.trainers.networks import (
     autoencoder_classifier,
     build_network,
     convolutional,
     fully_connected,
 )
-from trainers.stages import INPUT, StagedNetwork
+from intriguing.trainers.stages import INPUT, StagedNetwork
 
 __all__ = [
     "INPUT",

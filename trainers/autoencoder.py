@@ -16,7 +16,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from trainers.networks import sparse_decoder, sparse_encoder
+from intriguing.trainers.networks import sparse_decoder, sparse_encoder
 
 
 def kl_sparsity(code: Tensor, target: float) -> Tensor:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from trainers.classifier import ImageClassifier
+from intriguing.trainers.classifier import ImageClassifier
 
 
 class CheckpointError(ValueError):

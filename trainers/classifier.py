@@ -11,9 +11,9 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from trainers.metrics import ErrorRate
-from trainers.networks import build_network, decay_groups
-from trainers.stages import INPUT, StagedNetwork
+from intriguing.trainers.metrics import ErrorRate
+from intriguing.trainers.networks import build_network, decay_groups
+from intriguing.trainers.stages import INPUT, StagedNetwork
 
 
 class ImageClassifier(LightningModule):

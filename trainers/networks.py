@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from trainers.stages import StagedNetwork
+from intriguing.trainers.stages import StagedNetwork
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

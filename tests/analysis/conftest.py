@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers import StagedNetwork, convolutional
+from intriguing.trainers import StagedNetwork, convolutional
 
 IMAGE_SHAPE = (1, 12, 12)
 NUM_CLASSES = 4

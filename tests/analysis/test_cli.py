@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from analysis.spectral import network_bounds
-from cli.main import main
-from datamodules import SPECS, fetch
-from trainers import ImageClassifier, load_classifier
+from intriguing.analysis.spectral import network_bounds
+from intriguing.cli.main import main
+from intriguing.datamodules import SPECS, fetch
+from intriguing.trainers import ImageClassifier, load_classifier
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 

@@ -8,7 +8,7 @@ import matplotlib.image
 import pytest
 import torch
 
-from analysis.plots import GridLayout, histograms, image_grid, save_figure
+from intriguing.analysis.plots import GridLayout, histograms, image_grid, save_figure
 
 
 @pytest.mark.parametrize(("rows", "cols", "channels"), [(2, 5, 1), (4, 3, 3), (1, 1, 1)])

@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from analysis.spectral import (
+from intriguing.analysis.spectral import (
     conv2d_fourier_bound,
     layer_bound,
     linear_operator_norm,
     max_pool_bound,
     network_bounds,
 )
-from trainers import convolutional, fully_connected
+from intriguing.trainers import convolutional, fully_connected
 
 
 def conv_power_iteration(conv: nn.Conv2d, shape: tuple[int, int, int], steps: int = 500) -> float:

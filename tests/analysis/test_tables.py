@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from analysis.tables import csv_table, markdown_table
+from intriguing.analysis.tables import csv_table, markdown_table
 
 
 def test_markdown_table_aligns_the_marked_columns_right() -> None:

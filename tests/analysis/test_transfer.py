@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import analysis.transfer as transfer
-from analysis.plots import figure_pixels, heatmap
-from analysis.transfer import (
+import intriguing.analysis.transfer as transfer
+from intriguing.analysis.plots import figure_pixels, heatmap
+from intriguing.analysis.transfer import (
     AdversarialCache,
     adversarial_set,
     checkpoint_names,
@@ -28,8 +28,8 @@ from analysis.transfer import (
     transfer_study,
     transfer_table,
 )
-from attacks import distortion
-from trainers import StagedNetwork, fully_connected
+from intriguing.attacks import distortion
+from intriguing.trainers import StagedNetwork, fully_connected
 
 from .conftest import IMAGE_SHAPE, NUM_CLASSES, synthetic_images, train
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.plots import GridLayout, save_figure
-from analysis.units import (
+from intriguing.analysis.plots import GridLayout, save_figure
+from intriguing.analysis.units import (
     analyse_units,
     bootstrap_ci,
     direction_grid,
@@ -17,7 +17,7 @@ from analysis.units import (
     permutation_test,
     random_directions,
 )
-from trainers import StagedNetwork
+from intriguing.trainers import StagedNetwork
 
 
 def test_label_purity_on_a_constructed_example() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers import StagedNetwork, fully_connected
+from intriguing.trainers import StagedNetwork, fully_connected
 
 SHAPE = (1, 8, 8)
 CLASSES = 10

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import FGSM, PGD, GaussianNoise, LBFGSAttack, build_attack
+from intriguing.attacks import FGSM, PGD, GaussianNoise, LBFGSAttack, build_attack
 
 FACTORIES = {
     "lbfgs": lambda model, **kw: LBFGSAttack(model, search_steps=3, **kw),
@@ -141,7 +141,7 @@ def test_build_attack_from_a_config_mapping(mlp):
 def test_build_attack_takes_the_config_schema(mlp):
     from dataclasses import asdict
 
-    from configs.schema import AttackConfig
+    from intriguing.configs.schema import AttackConfig
 
     spec = asdict(AttackConfig())
     assert isinstance(build_attack(mlp, spec), LBFGSAttack)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attacks import FGSM, PGD, GaussianNoise, distortion
+from intriguing.attacks import FGSM, PGD, GaussianNoise, distortion
 
 
 def linf(result):

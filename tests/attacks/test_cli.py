@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from cli.main import main
-from datamodules import SPECS, build_datamodule, fetch
-from trainers import ImageClassifier
+from intriguing.cli.main import main
+from intriguing.datamodules import SPECS, build_datamodule, fetch
+from intriguing.trainers import ImageClassifier
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from attacks import FGSM, LBFGSAttack, minimum_distortion
+from intriguing.attacks import FGSM, LBFGSAttack, minimum_distortion
 
 
 @pytest.fixture

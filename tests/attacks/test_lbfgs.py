@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from attacks import LBFGSAttack, distortion
+from intriguing.attacks import LBFGSAttack, distortion
 
 
 def test_untargeted_attack_succeeds_inside_the_box(mlp, examples):

@@ -19,9 +19,9 @@ import pytest
 import torch
 from scipy.optimize import fmin_l_bfgs_b
 
-from attacks import LBFGSAttack
-from attacks.base import adversarial_margin, attack_loss
-from trainers import StagedNetwork
+from intriguing.attacks import LBFGSAttack
+from intriguing.attacks.base import adversarial_margin, attack_loss
+from intriguing.trainers import StagedNetwork
 
 
 def reference_one(

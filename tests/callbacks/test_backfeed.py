@@ -10,10 +10,10 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from callbacks import AdversarialBackfeed
-from configs import ConfigError
-from datamodules import build_datamodule
-from trainers import ImageClassifier
+from intriguing.callbacks import AdversarialBackfeed
+from intriguing.configs import ConfigError
+from intriguing.datamodules import build_datamodule
+from intriguing.trainers import ImageClassifier
 
 FGSM = {"name": "fgsm", "epsilon": 0.2, "norm": "linf"}
 

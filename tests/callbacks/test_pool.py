@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from callbacks.pool import AdversarialPool
+from intriguing.callbacks.pool import AdversarialPool
 
 
 def make_pool(capacity: int = 10) -> AdversarialPool:

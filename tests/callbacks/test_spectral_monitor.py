@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from analysis.spectral import network_bounds
-from callbacks import SpectralMonitor
-from trainers import ImageClassifier
+from intriguing.analysis.spectral import network_bounds
+from intriguing.callbacks import SpectralMonitor
+from intriguing.trainers import ImageClassifier
 
 MODEL = {
     "family": "conv",
@@ -132,8 +132,8 @@ import json, sys
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
-from callbacks import SpectralMonitor
-from trainers import ImageClassifier
+from intriguing.callbacks import SpectralMonitor
+from intriguing.trainers import ImageClassifier
 
 model_config, optim_config, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)

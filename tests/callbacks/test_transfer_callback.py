@@ -16,13 +16,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 
-import callbacks.transfer as transfer_module
-from analysis.transfer import adversarial_set, error_rate
-from callbacks import TransferRobustness, transfer_callbacks
-from cli.main import main
-from configs import ConfigError, compose
-from datamodules import build_datamodule
-from trainers import ImageClassifier, load_classifier
+import intriguing.callbacks.transfer as transfer_module
+from intriguing.analysis.transfer import adversarial_set, error_rate
+from intriguing.callbacks import TransferRobustness, transfer_callbacks
+from intriguing.cli.main import main
+from intriguing.configs import ConfigError, compose
+from intriguing.datamodules import build_datamodule
+from intriguing.trainers import ImageClassifier, load_classifier
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 FGSM = {"name": "fgsm", "epsilon": 0.1}

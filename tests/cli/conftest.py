@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from intriguing.cli.main import main
 
 SCRIPT = Path(sys.executable).with_name("intriguing")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules import build_datamodule
-from trainers import load_classifier
+from intriguing.datamodules import build_datamodule
+from intriguing.trainers import load_classifier
 
 from .conftest import read_summary
 

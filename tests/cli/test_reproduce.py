@@ -12,12 +12,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from analysis.paper import Reported
-from analysis.report import Compared, Image, Paragraph, Report, Section, Table, table_records
-from cli.reproduce import log_report
-from cli.study import departures, plan_study
-from configs import ConfigError
-from configs.budget import load_budget
+from intriguing.analysis.paper import Reported
+from intriguing.analysis.report import (
+    Compared,
+    Image,
+    Paragraph,
+    Report,
+    Section,
+    Table,
+    table_records,
+)
+from intriguing.cli.reproduce import log_report
+from intriguing.cli.study import departures, plan_study
+from intriguing.configs import ConfigError
+from intriguing.configs.budget import load_budget
 
 from .conftest import wandb_summary
 
@@ -335,8 +343,8 @@ def test_a_missing_budget_file_is_refused():
 
 
 def test_adversarial_training_section_has_a_row_per_variant_beside_the_shared_baseline():
-    from analysis.report import _adversarial_training_section
-    from analysis.reproduction import SeedComparison
+    from intriguing.analysis.report import _adversarial_training_section
+    from intriguing.analysis.reproduction import SeedComparison
 
     baseline = [{"test_error": e, "eval/adversarial_error": 0.8} for e in (0.017, 0.016, 0.019)]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli.experiment import RUN_DIR_VARIABLE, choose_run_dir
-from configs import ConfigError, compose
+from intriguing.cli.experiment import RUN_DIR_VARIABLE, choose_run_dir
+from intriguing.configs import ConfigError, compose
 
 from .conftest import SCRIPT, wandb_summary
 

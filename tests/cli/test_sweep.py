@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cli.sweep import plan
-from cli.sweeps import load_sweep, points
+from intriguing.cli.sweep import plan
+from intriguing.cli.sweeps import load_sweep, points
 
 from .conftest import wandb_summary
 

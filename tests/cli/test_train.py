@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from configs import available
-from datamodules import build_datamodule
-from trainers import load_classifier
+from intriguing.configs import available
+from intriguing.datamodules import build_datamodule
+from intriguing.trainers import load_classifier
 
 from .conftest import read_summary, wandb_summary
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli.main import main
-from cli.zoo import load_zoo
-from configs import ConfigError
-from datamodules import build_datamodule
-from trainers import load_classifier
+from intriguing.cli.main import main
+from intriguing.cli.zoo import load_zoo
+from intriguing.configs import ConfigError
+from intriguing.datamodules import build_datamodule
+from intriguing.trainers import load_classifier
 
 from .conftest import read_summary, wandb_summary
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from configs import ConfigError, available, compose
-from configs.schema import ModelFamily, TrainSplit
+from intriguing.configs import ConfigError, available, compose
+from intriguing.configs.schema import ModelFamily, TrainSplit
 
 
 def test_every_experiment_preset_composes() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules.formats import idx_header, idx_sha256
-from datamodules.sources import IDX_FILES, PARTS, SPECS, DatasetSpec, fetch
+from intriguing.datamodules.formats import idx_header, idx_sha256
+from intriguing.datamodules.sources import IDX_FILES, PARTS, SPECS, DatasetSpec, fetch
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 

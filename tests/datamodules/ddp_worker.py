@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from datamodules import build_datamodule
+from intriguing.datamodules import build_datamodule
 
 PROBE = torch.randn(784, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 

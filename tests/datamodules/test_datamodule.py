@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from configs.schema import DataConfig
-from datamodules import DataSourceError, ImageDataModule, build_datamodule
+from intriguing.configs.schema import DataConfig
+from intriguing.datamodules import DataSourceError, ImageDataModule, build_datamodule
 
 KEY = torch.Generator().manual_seed(0)
 PROBE = torch.randn(784, generator=KEY, dtype=torch.float64)
@@ -163,7 +163,7 @@ def test_no_validation_when_val_size_is_zero(real_mnist_dir: Path, tmp_path: Pat
 def test_checkpoints_hold_the_data_settings_as_plain_values(
     real_mnist_dir: Path, tmp_path: Path
 ) -> None:
-    from configs.schema import DatasetName, TrainSplit
+    from intriguing.configs.schema import DatasetName, TrainSplit
 
     module = ImageDataModule(
         name=DatasetName.mnist, split=TrainSplit.p1, data_dir=real_mnist_dir, val_size=0,

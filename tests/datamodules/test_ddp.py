@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules import build_datamodule
+from intriguing.datamodules import build_datamodule
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 PROBE = torch.randn(784, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datamodules.formats import (
+from intriguing.datamodules.formats import (
     DataSourceError,
     decode_cifar_batch,
     decode_mnist_pickle,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
-from datamodules.loaders import SequentialBatches, ShuffledBatches
+from intriguing.datamodules.loaders import SequentialBatches, ShuffledBatches
 
 
 def _data(n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import sources
-from datamodules.download import DownloadError, run_watched
-from datamodules.formats import DataSourceError
-from datamodules.sources import (
+from intriguing.datamodules import sources
+from intriguing.datamodules.download import DownloadError, run_watched
+from intriguing.datamodules.formats import DataSourceError
+from intriguing.datamodules.sources import (
     FASHION_MNIST,
     IDX_FILES,
     PARTS,

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 import torch
 
-from datamodules.splits import halves, hold_out, part_indices
+from intriguing.datamodules.splits import halves, hold_out, part_indices
 
 
 def _digest(indices: torch.Tensor) -> str:

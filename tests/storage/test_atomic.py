@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from storage import atomic_output
+from intriguing.storage import atomic_output
 
 
 def test_writes_a_new_file_in_a_new_folder(tmp_path: Path) -> None:

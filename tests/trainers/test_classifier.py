@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers import CheckpointError, ImageClassifier, load_classifier
-from trainers.networks import decay_groups
+from intriguing.trainers import CheckpointError, ImageClassifier, load_classifier
+from intriguing.trainers.networks import decay_groups
 
 FC = {"family": "fc", "hidden": [8, 6], "weight_decay": [1e-3, 1e-4, 1e-5]}
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainers import (
+from intriguing.trainers import (
     INPUT,
     StagedNetwork,
     autoencoder_classifier,
