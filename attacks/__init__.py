@@ -20,11 +20,21 @@ from intriguing.attacks.base import (
 from intriguing.attacks.budget import FGSM, PGD, BudgetAttack
 from intriguing.attacks.evaluation import MinimumDistortion, minimum_distortion
 from intriguing.attacks.factory import build_attack
+from intriguing.attacks.layers import (
+    INPUT,
+    get_layer,
+    layer_activations,
+    layer_path,
+    layer_range,
+    perturb_layer,
+    register_layer_range,
+)
 from intriguing.attacks.lbfgs import LBFGSAttack
 from intriguing.attacks.noise import GaussianNoise
 
 __all__ = [
     "FGSM",
+    "INPUT",
     "PGD",
     "Attack",
     "AttackResult",
@@ -37,7 +47,13 @@ __all__ = [
     "attack_loss",
     "build_attack",
     "distortion",
+    "get_layer",
     "is_adversarial",
+    "layer_activations",
+    "layer_path",
+    "layer_range",
     "minimum_distortion",
+    "perturb_layer",
+    "register_layer_range",
     "scale_to_distortion",
 ]
