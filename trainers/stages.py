@@ -11,51 +11,15 @@ k", inside that layer's valid range (:meth:`StagedNetwork.layer_bounds`), as in 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-INPUT = "input"
-
-# Modules that keep an elementwise lower/upper bound of their input: the valid range of a
-# stage's output is that of the last bound-setting module in it.
-_RANGE_PRESERVING = (
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.Identity,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-)
-_RANGES: dict[type[nn.Module], tuple[float, float]] = {
-    nn.ReLU: (0.0, math.inf),
-    nn.ReLU6: (0.0, 6.0),
-    nn.Sigmoid: (0.0, 1.0),
-    nn.Tanh: (-1.0, 1.0),
-    nn.Hardtanh: (-1.0, 1.0),
-}
-_UNBOUNDED = (-math.inf, math.inf)
-
-
-def output_bounds(module: nn.Module) -> tuple[float, float]:
-    """The elementwise range of ``module``'s output, read off its last bounding layer."""
-    layers = list(module) if isinstance(module, nn.Sequential) else [module]
-    for layer in reversed(layers):
-        if isinstance(layer, nn.Sequential):
-            return output_bounds(layer)
-        for kind, bounds in _RANGES.items():
-            if isinstance(layer, kind):
-                return bounds
-        if not isinstance(layer, _RANGE_PRESERVING):
-            return _UNBOUNDED
-    return _UNBOUNDED
+# The one definition of layer names and output ranges for any module (a small, deliberate
+# exception to "trainers imports nothing of ours": a second copy of the range rules here
+# would drift from the attacks' boxes).
+from intriguing.attacks.layers import INPUT, layer_range
 
 
 class StagedNetwork(nn.Module):
@@ -82,7 +46,7 @@ class StagedNetwork(nn.Module):
         self.stages = nn.ModuleDict(dict(stages))
         self.input_shape = tuple(int(d) for d in input_shape)
         self._bounds = {INPUT: input_bounds}
-        self._bounds.update({name: output_bounds(module) for name, module in stages})
+        self._bounds.update({name: layer_range(module) for name, module in stages})
         self._shapes = self._trace_shapes()
 
     @torch.no_grad()
