@@ -15,52 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from intriguing.attacks import build_attack, minimum_distortion
-from intriguing.cli.arguments import checkpoint_data, positive_int, torch_device
-from intriguing.cli.tracking import add_wandb_arguments, analysis_run
+from intriguing.cli.arguments import checkpoint_data, torch_device
+from intriguing.cli.tracking import analysis_run
 from intriguing.configs import ConfigError
-from intriguing.datamodules import TENSOR_SPLITS, build_datamodule
+from intriguing.datamodules import build_datamodule
 from intriguing.trainers import CheckpointError, load_classifier
 
 ATTACKS = ("lbfgs", "fgsm", "pgd", "noise")
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "attack",
-        help="mean minimum distortion and adversarial error of a checkpoint (Table 1)",
-        description=(
-            "Attack every example of a split of a trained model's data set with a "
-            "minimum-distortion attack and report the mean minimum distortion "
-            "sqrt(sum((x' - x)^2) / n), the success rate and the adversarial error."
-        ),
-    )
-    parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
-    parser.add_argument("--split", default="test", choices=TENSOR_SPLITS, help="image set (test)")
-    parser.add_argument("--subset", type=positive_int, help="attack only the first SUBSET images")
-    parser.add_argument("--attack", default="lbfgs", choices=ATTACKS, help="attack (lbfgs)")
-    parser.add_argument("--layer", help="perturb this layer's activation (default: the input)")
-    parser.add_argument(
-        "--target-shift",
-        type=int,
-        help="targeted attack at (label + K) mod classes (default: untargeted)",
-    )
-    parser.add_argument("--save", metavar="PATH", help="save the adversarial set (torch.save)")
-    parser.add_argument("--json", metavar="OUT.json", help="also write the summary here")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=1000, help="examples per attack batch (1000)"
-    )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... or auto (cpu)")
-    parser.add_argument("--dataset", help="data set name (default: the checkpoint's, else mnist)")
-    parser.add_argument("--data-dir", help="data folder (default: the checkpoint's, else data)")
-    options = parser.add_argument_group("attack settings (default: each attack's own)")
-    options.add_argument("--epsilon", type=float, help="FGSM/PGD starting budget")
-    options.add_argument("--norm", choices=("linf", "l2"), help="FGSM/PGD norm")
-    options.add_argument("--steps", type=positive_int, help="PGD steps")
-    options.add_argument("--stddev", type=float, help="noise starting stddev")
-    options.add_argument("--search-steps", type=positive_int, help="L-BFGS solves per example")
-    options.add_argument("--max-iterations", type=positive_int, help="L-BFGS iterations per solve")
-    add_wandb_arguments(parser)
-    parser.set_defaults(handler=run)
 
 
 def attack_spec(args: argparse.Namespace) -> dict[str, Any]:

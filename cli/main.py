@@ -1,9 +1,11 @@
 """The ``intriguing`` console script: one subcommand per job.
 
-Each subcommand lives in a module of this package that defines ``register(subparsers)``; the
-parser it adds sets ``handler`` to a function that takes the parsed arguments and returns an
-exit code. Errors a user can fix (a bad config key, a missing file, an unusable checkpoint or
-data set) print one line and exit with status 2, never a traceback.
+The parsers live in :mod:`intriguing.cli.parsers` (light: ``--help`` imports no torch); each
+names its handler, a function of a subcommand module of this package that takes the parsed
+arguments and returns an exit code, imported only when the command runs.
+
+Errors a user can fix (a bad config key, a missing file, an unusable checkpoint or data set)
+print one line and exit with status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,17 +16,11 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-SUBCOMMANDS: tuple[str, ...] = (
-    "train",
-    "attack",
-    "transfer",
-    "units",
-    "spectral",
-    "reproduce",
-    "sweep",
-)
+from intriguing import __version__
+from intriguing.cli.parsers import SUBCOMMANDS
+
 USAGE_ERROR = 2
 
 
@@ -43,7 +39,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def run_errors() -> tuple[type[BaseException], ...]:
+    """Failures after a run trained and wrote its summary: one line, exit status 1."""
+    from intriguing.cli.experiment import RunError
+
+    return (RunError,)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; light to build (see :mod:`intriguing.cli.parsers`)."""
     parser = argparse.ArgumentParser(
         prog="intriguing",
         description=(
@@ -51,16 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
             "Szegedy et al. (2013), 'Intriguing properties of neural networks'."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"intriguing.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"intriguing.cli.{name}":
-                raise
-            continue
-        module.register(subparsers)
+    for add_parser in SUBCOMMANDS.values():
+        add_parser(subparsers)
     return parser
+
+
+def resolve_handler(reference: str) -> Callable[[argparse.Namespace], int | None]:
+    """The function a parser names as ``"module:function"``, imported now: the command's heavy
+    imports (torch, Lightning, wandb) happen only when it runs."""
+    module_name, _, function = reference.partition(":")
+    return getattr(importlib.import_module(module_name), function)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,10 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        return int(resolve_handler(args.handler)(args) or 0)
     except user_errors() as error:
         print(f"intriguing {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except run_errors() as error:  # trained, summary written, a later step failed
+        print(f"intriguing {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"intriguing {args.command}: interrupted", file=sys.stderr)
         return 130

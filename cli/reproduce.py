@@ -25,41 +25,10 @@ from typing import Any
 from intriguing.analysis.report import Report, build_report, draw_figures, table_records
 from intriguing.analysis.reproduction import StudyResults
 from intriguing.cli.arguments import torch_device
+from intriguing.cli.parsers import DEFAULT_CACHE
 from intriguing.cli.study import plan_study, run_study
 from intriguing.cli.tracking import analysis_run, wandb_mode
-from intriguing.configs.budget import available_budgets, budget_path, load_budget
-
-DEFAULT_CACHE = "outputs/transfer-cache"  # shared with `intriguing transfer`
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "reproduce",
-        help="the paper's MNIST study end to end, with a report beside the paper's figures",
-        description=(
-            "Train the paper's MNIST models (reusing finished runs), measure Tables 1-5, the "
-            "adversarial-training comparison and the unit analysis, and write report.md and "
-            "a self-contained report.html where each figure stands beside the paper's. "
-            "Words key=value are overrides for every training run (e.g. "
-            "trainer.accelerator=cpu)."
-        ),
-    )
-    parser.add_argument(
-        "--budget",
-        default="quick",
-        metavar="NAME",
-        help=f"a budget of configs/reproduce ({', '.join(available_budgets())}) or a YAML "
-        "file (default quick)",
-    )
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="training overrides")
-    parser.add_argument("--out", help="report folder (default outputs/reproduce/BUDGET)")
-    parser.add_argument("--wandb-group", help="W&B group of every run (default reproduce-BUDGET)")
-    parser.add_argument(
-        "--cache-dir", default=DEFAULT_CACHE, help=f"adversarial-set cache ({DEFAULT_CACHE})"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (auto)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=run)
+from intriguing.configs.budget import budget_path, load_budget
 
 
 def command_line(args: argparse.Namespace) -> str:

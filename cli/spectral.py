@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from intriguing.analysis.spectral import SpectralBounds, network_bounds
-from intriguing.cli.tracking import add_wandb_arguments, analysis_run
+from intriguing.cli.parsers import add_wandb_arguments
+from intriguing.cli.tracking import analysis_run
 from intriguing.trainers import load_classifier
 
 

@@ -36,7 +36,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from intriguing.analysis.tables import csv_table
-from intriguing.cli.arguments import positive_int
 from intriguing.cli.sweeps import (
     PointResult,
     Sweep,
@@ -53,56 +52,6 @@ from intriguing.configs.compose import GROUPS
 
 SUMMARY_MARKDOWN = "summary.md"
 SUMMARY_CSV = "summary.csv"
-
-
-class _IntermixedParser(argparse.ArgumentParser):
-    """A parser that takes options between the sweep file and the ``key=value`` words
-    (``sweep FILE --dry-run output_dir=...``), which plain argparse refuses."""
-
-    _intermixing = False
-
-    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
-        if self._intermixing:  # the inner calls of parse_known_intermixed_args
-            return super().parse_known_args(args, namespace)
-        self._intermixing = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._intermixing = False
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "sweep",
-        help="run a W&B sweep file's grid or random search here, one training per point",
-        description=(
-            "Run the points of a W&B sweep file (method grid or random) one after another on "
-            "this machine, each by the command line a `wandb agent` would run for it. "
-            "Finished points are reused; a summary table is written at the end. The same "
-            "file works with `wandb sweep FILE` and `wandb agent` on many machines."
-        ),
-    )
-    parser.__class__ = _IntermixedParser
-    parser.add_argument("sweep_file", metavar="SWEEP.yaml", help="a W&B sweep file")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="words added to every point's training command (output_dir=..., data.*, ...)",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="list the points and their commands, run nothing"
-    )
-    parser.add_argument(
-        "--max-runs",
-        type=positive_int,
-        metavar="N",
-        help="start at most N trainings this time (reused points do not count)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of random search's draws (default 0)"
-    )
-    parser.set_defaults(handler=run)
 
 
 @dataclass

@@ -103,14 +103,6 @@ def finish(logger: Logger | None) -> None:
             wandb.finish()
 
 
-def add_wandb_arguments(parser: Any) -> None:
-    """``--wandb``, ``--wandb-project`` and ``--wandb-group`` for commands that are not
-    training runs (attack, transfer, units, spectral)."""
-    parser.add_argument("--wandb", action="store_true", help="log results to a W&B run")
-    parser.add_argument("--wandb-project", default="intriguing", help="W&B project")
-    parser.add_argument("--wandb-group", default=None, help="W&B group of the run")
-
-
 @contextmanager
 def analysis_run(
     args: Any, *, job_type: str, config: dict[str, Any], name: str | None = None

@@ -6,24 +6,7 @@ import argparse
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from intriguing.configs import available, compose
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="train and test a model from a configuration",
-        description=(
-            "Train and test a model. Words are key=value overrides: GROUP=NAME selects a "
-            "YAML file of configs/GROUP (experiment, model, data, trainer, logger), a.b=VALUE "
-            f"sets one key. Experiments: {', '.join(available('experiment'))}."
-        ),
-    )
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
-    parser.add_argument(
-        "--print-config", action="store_true", help="print the composed config and exit"
-    )
-    parser.set_defaults(handler=run)
+from intriguing.configs import compose
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,96 +37,15 @@ from intriguing.analysis.transfer import (
     checkpoint_names,
     transfer_study,
 )
-from intriguing.attacks.factory import ATTACKS, SPEC_KEYS
+from intriguing.attacks.factory import SPEC_KEYS
 from intriguing.cli.arguments import torch_device
-from intriguing.cli.tracking import add_wandb_arguments, analysis_run
+from intriguing.cli.tracking import analysis_run
 from intriguing.configs import ConfigError
-from intriguing.datamodules import TENSOR_SPLITS, build_datamodule
+from intriguing.datamodules import build_datamodule
 from intriguing.trainers import CheckpointError, load_classifier
 from intriguing.trainers.checkpoints import read_checkpoint
 
 DATA_KEYS_KEPT = ("name", "split", "val_size", "split_seed")  # what picks the same examples
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "transfer",
-        help="transfer of adversarial examples between models (Tables 2, 3 and 4)",
-        description=(
-            "Make adversarial examples for each model and measure every model's error on "
-            "them, beside Gaussian-noise rows (the layout of Szegedy et al. 2013, Table 2; "
-            "--table 4: Tables 3 and 4, with matched-noise and magnified rows). Give "
-            "checkpoints, or --zoo table2|table4 to train the paper's models first (words "
-            "key=value are overrides for every training run, e.g. trainer.max_epochs=2)."
-        ),
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoints", nargs="+", metavar="CKPT", help="ImageClassifier files")
-    source.add_argument("--zoo", metavar="NAME", help="a zoo preset of configs/zoo (or a file)")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="overrides of every --zoo training run (write them right after --zoo NAME)",
-    )
-    parser.add_argument("--names", nargs="+", help="row/column names, one per checkpoint")
-    parser.add_argument(
-        "--table",
-        type=int,
-        choices=(2, 4),
-        default=None,
-        help="2: cross-model layout; 4: cross-training-set layout with Table 3 (default: 2, "
-        "or the zoo's)",
-    )
-    parser.add_argument(
-        "--split",
-        choices=TENSOR_SPLITS,
-        default=None,
-        help="examples the adversarial sets are made from (default: test)",
-    )
-    parser.add_argument("--subset", type=int, default=None, help="the first N examples only")
-    parser.add_argument("--attack", choices=ATTACKS[:-1], default="lbfgs", help="(lbfgs)")
-    parser.add_argument(
-        "--attack-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="attack setting, e.g. search_steps=5 or epsilon=0.1 (repeatable)",
-    )
-    parser.add_argument(
-        "--noise",
-        nargs="*",
-        default=None,
-        metavar="SIZE",
-        help="noise rows: a stddev (0.1), 'distortion=D', or 'matched' (noise whose distortion "
-        "is the adversarial rows' average); default 0.1 0.3 (table 2), matched 0.1 (table 4)",
-    )
-    parser.add_argument(
-        "--magnify",
-        nargs="*",
-        type=float,
-        default=None,
-        metavar="D",
-        help="magnified rows: perturbations rescaled to distortion D (default: 0.1 for table 4)",
-    )
-    parser.add_argument("--no-clean-row", action="store_true", help="omit the clean-error row")
-    parser.add_argument("--examples", type=int, default=8, help="examples per set in the grid")
-    parser.add_argument(
-        "--cache-dir",
-        default="outputs/transfer-cache",
-        help="where adversarial sets are cached (default outputs/transfer-cache)",
-    )
-    parser.add_argument("--out", default=None, help="output folder (default outputs/transfer/TIME)")
-    parser.add_argument("--data", default=None, help="data set (default: the checkpoints')")
-    parser.add_argument(
-        "--data-dir", default=None, help="data folder (default $INTRIGUING_DATA_DIR or data)"
-    )
-    parser.add_argument("--batch-size", type=int, default=500, help="examples per attack batch")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and random attacks")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_wandb_arguments(parser)
-    parser.set_defaults(handler=run)
 
 
 # ------------------------------------------------------------------------ arguments

@@ -14,44 +14,10 @@ from typing import Any
 
 from intriguing.analysis.plots import histograms, save_figure
 from intriguing.analysis.units import UnitAnalysis, analyse_units, direction_grid
-from intriguing.cli.arguments import checkpoint_data, positive_int
-from intriguing.cli.tracking import add_wandb_arguments, analysis_run
-from intriguing.datamodules import TENSOR_SPLITS, build_datamodule
+from intriguing.cli.arguments import checkpoint_data
+from intriguing.cli.tracking import analysis_run
+from intriguing.datamodules import build_datamodule
 from intriguing.trainers import CheckpointError, load_classifier
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "units",
-        help="top images of single units versus random directions of a layer (Section 3)",
-        description=(
-            "For a trained model and a layer, find the held-out images that maximise single "
-            "units and random directions of the layer; save labelled grids and the label purity "
-            "of the top-k images (mean, spread, bootstrap CI, permutation tests, chance level)."
-        ),
-    )
-    parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
-    parser.add_argument("--layer", required=True, help="a layer of the network, e.g. conv2")
-    parser.add_argument("--split", default="test", choices=TENSOR_SPLITS, help="image set (test)")
-    parser.add_argument(
-        "--directions", type=positive_int, default=100, help="units and random (100)"
-    )
-    parser.add_argument("--top-k", type=positive_int, default=8, help="images per direction (8)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (0)")
-    parser.add_argument(
-        "--rows", type=positive_int, default=8, help="directions shown per grid (8)"
-    )
-    parser.add_argument(
-        "--limit", type=positive_int, help="use only the first LIMIT images of the split"
-    )
-    parser.add_argument("--out", help="output folder (outputs/units/<checkpoint>-<layer>)")
-    parser.add_argument("--dataset", help="data set name (default: the checkpoint's, else mnist)")
-    parser.add_argument("--data-dir", help="data folder (default: the checkpoint's, else data)")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=500, help="images per forward (500)"
-    )
-    add_wandb_arguments(parser)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
