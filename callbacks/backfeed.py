@@ -4,10 +4,27 @@ Szegedy et al. (2013), Section 4.2, trained a 100-100-10 network below 1.2% test
 keeping a pool of adversarial examples a random subset of which is continuously replaced by
 newly generated adversarial examples and which is mixed into the original training set all
 the time", with examples generated "for each layer's outputs" used "to train all the layers
-above". :class:`AdversarialBackfeed` does exactly that for any model of the project: one
-:class:`~callbacks.pool.AdversarialPool` per configured layer, refreshed on a schedule with
-examples made against the current weights, and mixed into every training batch through
-:meth:`trainers.ImageClassifier.mix_in`.
+above". :class:`AdversarialBackfeed` does that for any LightningModule whose ``forward``
+returns logits, with nothing added to the module: one :class:`~callbacks.pool.AdversarialPool`
+per configured layer, refreshed on a schedule with examples made against the current weights,
+and appended to every training batch itself (as MART and similar training callbacks do), so
+that the pooled examples reach the module's own ``training_step`` and loss.
+
+How the examples get into the batch: Lightning passes every batch through
+``on_after_batch_transfer`` of the datamodule (when it overrides the hook) or of the
+LightningModule, looked up on the instance. During ``fit`` the callback wraps that instance
+attribute of both (restored at teardown) with one that calls the original and then, in
+training only, appends the pool's rows. A batch that did not pass through it (a
+``training_step`` that takes ``dataloader_iter``) stops training with an error: pooled
+examples that cannot reach the loss are never silently dropped.
+
+Hidden-layer pools (any submodule by name, see :func:`attacks.layers.get_layer`; skip
+connections included) store the clean input, the label and the perturbation ``delta`` of the
+layer's output that the attack found (``adv - origin``), not the adversarial activation
+itself. The pooled inputs join the batch; during that training step's forward a hook on the
+layer replaces those rows' output by ``clamp(output.detach() + delta, layer range)``: the
+activation is recomputed with the current weights, and, detached, trains only the layers above
+(the paper's per-layer training), while the batch's other rows are untouched.
 
 Under DDP every rank generates and keeps its own share of the pool (``pool_size /
 world_size``); logged figures are reduced across ranks with torchmetrics; checkpoints hold
@@ -16,63 +33,186 @@ every rank's pool and random state (tensors and primitives only).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, SumMetric
+from torchmetrics import MeanMetric, Metric, SumMetric
 from typing_extensions import override
 
-from intriguing.attacks import Attack, build_attack
+from intriguing.attacks import INPUT, Attack, build_attack, layer_path, layer_range, perturb_layer
 from intriguing.callbacks.pool import AdversarialPool
 from intriguing.configs import ConfigError
-from intriguing.trainers import INPUT, ErrorRate
+from intriguing.trainers import ErrorRate
 
 AttackFactory = Callable[[nn.Module, str], Attack]
+BatchKey = int | str
+Stat = float | Sequence[float]
+
+#: Name of the attribute that a mixed batch carries: how many of its leading rows are the
+#: clean batch (the pooled rows follow). Plain tuple, list and dict batches carry it.
+CLEAN_SIZE = "clean_size"
+
+_HOOK = "on_after_batch_transfer"
+_PER_LAYER = (
+    "success_rate",  # of the attacks this epoch
+    "distortion",  # of the successful ones
+    "generation_seconds",  # per process and epoch
+    "generated",  # examples added this epoch
+    "pool_size",
+    "pool_error",  # current model on the pool
+    "age_steps",
+)
+_SUMMED = ("generated", "pool_size")
+_VAL = ("val/adv_error", "val/adv_distortion")
 
 
-def attack_factory(spec: Mapping[str, Any] | AttackFactory) -> AttackFactory:
-    """A function ``(network, layer) -> Attack`` from an attack config mapping or itself."""
+def attack_factory(
+    spec: Mapping[str, Any] | AttackFactory,
+    *,
+    mean: Stat | None = None,
+    std: Stat | None = None,
+) -> AttackFactory:
+    """A function ``(model, layer) -> Attack`` from an attack config mapping, or ``spec``
+    itself when it is one. ``mean``/``std`` (data normalised outside the model) are passed to
+    the attack, which then takes inputs in pixel units."""
     if callable(spec):
         return spec
     settings = dict(spec)
+    if mean is not None:
+        settings.update(mean=mean, std=std)
 
-    def make(network: nn.Module, layer: str) -> Attack:
-        return build_attack(network, {**settings, "layer": None if layer == INPUT else layer})
+    def make(model: nn.Module, layer: str) -> Attack:
+        return build_attack(model, {**settings, "layer": None if layer == INPUT else layer})
 
     return make
+
+
+class _MixedTuple(tuple):  # type: ignore[type-arg]
+    clean_size: int
+
+
+class _MixedList(list):  # type: ignore[type-arg]
+    clean_size: int
+
+
+class _MixedDict(dict):  # type: ignore[type-arg]
+    clean_size: int
+
+
+def describe_batch(batch: Any) -> str:
+    """The structure of a batch in a few words: its type and each entry's type and shape."""
+
+    def entry(value: Any) -> str:
+        if isinstance(value, Tensor):
+            return f"Tensor{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+        if isinstance(value, list | tuple):
+            return f"{type(value).__name__} of {len(value)}"
+        return type(value).__name__
+
+    if isinstance(batch, Mapping):
+        inner = ", ".join(f"{key!r}: {entry(value)}" for key, value in batch.items())
+        return f"{type(batch).__name__} {{{inner}}}"
+    if isinstance(batch, list | tuple):
+        inner = ", ".join(f"[{i}] {entry(value)}" for i, value in enumerate(batch))
+        return f"{type(batch).__name__} ({inner})"
+    return entry(batch)
+
+
+@contextmanager
+def _evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients; every submodule's own mode restored afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _add_perturbation(
+    output: Any, rows: slice, delta: Tensor, bounds: tuple[float, float], total: int, layer: str
+) -> Any:
+    """``output`` with ``clamp(output[rows].detach() + delta, bounds)`` in ``rows``, when its
+    batch dimension is ``total`` (other calls of the layer are left alone)."""
+    if not isinstance(output, Tensor) or output.ndim == 0 or output.shape[0] != total:
+        return output
+    target = output[rows]
+    if target.shape != delta.shape:
+        raise ValueError(
+            f"backfeed: layer {layer!r} returned rows of shape {tuple(target.shape[1:])}; its "
+            f"pool holds perturbations of shape {tuple(delta.shape[1:])}"
+        )
+    patched = (target.detach() + delta.to(output.dtype)).clamp(*bounds)
+    return torch.cat([output[: rows.start], patched, output[rows.stop :]])
 
 
 class AdversarialBackfeed(Callback):
     """Keep pools of adversarial examples, refresh them continually, mix them into training.
 
+    Works with any LightningModule whose ``forward`` maps a batch of inputs to logits
+    ``(batch, classes)`` and whose training batches are tuples, lists or dicts holding an input
+    tensor and integer class labels ``(batch,)``: the pooled examples are appended to the batch
+    (see the module docstring), so the module's own ``training_step`` trains on them. Rows
+    ``[0, n)`` of a mixed batch are the clean batch of ``n`` examples; a plain tuple, list or
+    dict batch carries ``n`` as its attribute ``clean_size`` (``getattr(batch, "clean_size",
+    len(y))`` gives the clean rows' count, with or without the callback).
+
     Args:
         pool_size: examples per pool, over all ranks together.
         mix_ratio: pool examples added to each training batch per clean example, in [0, 1]
-            (0.5: a batch of 128 clean examples gets 64 from the pool).
+            (0.5: a batch of 128 clean examples grows to 192, 64 from the pool).
         refresh_fraction: fraction of each pool replaced at every refresh, in (0, 1]; the new
             examples are made from clean training examples drawn from the batches since the
             last refresh (at most all of them).
-        refresh_every_n_steps: a refresh happens every this many training steps (and at the
-            first step); fewer, larger refreshes let batched attacks work efficiently.
+        refresh_every_n_steps: a refresh happens every this many optimizer steps
+            (``trainer.global_step``, whatever the gradient accumulation; and at the first
+            step); fewer, larger refreshes let batched attacks work efficiently.
         generator: the attack that makes new examples: an attack config mapping for
             :func:`attacks.build_attack` (``{"name": "lbfgs"}`` is the paper's) or a function
-            ``(network, layer) -> Attack``.
-        layers: layers that get a pool: ``"input"`` and/or hidden layer names of the model's
-            staged network; a hidden layer's pool trains only the layers above it.
+            ``(model, layer) -> Attack`` (``model`` is the LightningModule, ``layer`` a name
+            of ``layers``).
+        layers: layers that get a pool: ``"input"`` and/or names of submodules whose output
+            is perturbed (a dotted path or its unique suffix, see
+            :func:`attacks.layers.get_layer`); a hidden layer's pool trains only the layers
+            above it.
         alternate: when several layers are pooled, refresh and mix one pool per step in turn
             instead of all of them in every step.
         val_attack: fixed attack for the adversarial validation error, measured on the first
             ``val_subset`` validation examples of each process so that epochs are comparable
-            (``None``: not measured).
+            (``None``: not measured). Works in ``fit`` and ``validate`` runs.
         val_subset: validation examples attacked at every validation.
         seed: seed of the callback's own random generator (offset by the process rank).
+        input_key: where the batch holds the inputs: an index of a tuple or list batch, a key
+            of a dict batch.
+        target_key: where the batch holds the integer class labels, likewise.
+        fill: values that the pooled rows get in the batch's other per-example entries
+            (tensors or lists whose length is the batch size, as sample weights), by key:
+            ``{"weight": 1.0}``. A batch with a per-example entry not named here is refused:
+            the callback cannot invent, say, the ids of pooled examples. Other entries (not
+            per-example) pass through unchanged.
+        mean: per-channel mean (or one value) of a normalisation ``(x - mean) / std`` that
+            the data pipeline applied to the inputs: attacks then work in pixel units (the
+            batch is denormalised before the attack, the adversarial inputs renormalised
+            before they are pooled). ``None``: the batch is in the model's input units.
+        std: the normalisation's per-channel standard deviation; given with ``mean``.
+
+    Raises:
+        ConfigError: for settings out of range (at construction), layers the module lacks or
+            whose pool could not train anything (the output layer), a pool larger than the
+            training set, and batches the pooled examples could not reach the loss through
+            (missing keys, other per-example entries, a batch that did not pass through
+            ``on_after_batch_transfer``): before the first optimizer step.
     """
 
     def __init__(
@@ -88,6 +228,11 @@ class AdversarialBackfeed(Callback):
         val_attack: Mapping[str, Any] | AttackFactory | None = None,
         val_subset: int = 500,
         seed: int = 0,
+        input_key: BatchKey = 0,
+        target_key: BatchKey = 1,
+        fill: Mapping[BatchKey, float | int] | None = None,
+        mean: Stat | None = None,
+        std: Stat | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= mix_ratio <= 1.0:
@@ -104,27 +249,63 @@ class AdversarialBackfeed(Callback):
             raise ConfigError("backfeed.layers: name at least one layer ('input' or hidden)")
         if val_subset < 0:
             raise ConfigError(f"backfeed.val_subset={val_subset}: must be non-negative")
+        for name, key in (("input_key", input_key), ("target_key", target_key)):
+            if not isinstance(key, int | str) or isinstance(key, bool):
+                raise ConfigError(f"backfeed.{name}={key!r}: must be an int or a str")
+        if input_key == target_key:
+            raise ConfigError(f"backfeed.input_key and target_key are both {input_key!r}")
+        if (mean is None) != (std is None):
+            raise ConfigError(f"backfeed.mean={mean!r}, std={std!r}: give both or neither")
         self.pool_size = int(pool_size)
         self.mix_ratio = float(mix_ratio)
         self.refresh_fraction = float(refresh_fraction)
         self.refresh_every_n_steps = int(refresh_every_n_steps)
-        self.make_attack = attack_factory(generator or {"name": "lbfgs"})
+        self.make_attack = attack_factory(generator or {"name": "lbfgs"}, mean=mean, std=std)
         self.layers = list(dict.fromkeys(layers))
         self.alternate = bool(alternate)
-        self.make_val_attack = attack_factory(val_attack) if val_attack is not None else None
+        self.make_val_attack = (
+            attack_factory(val_attack, mean=mean, std=std) if val_attack is not None else None
+        )
         self.val_subset = int(val_subset)
         self.seed = int(seed)
+        self.input_key = input_key
+        self.target_key = target_key
+        self.fill = dict(fill or {})
+        self.mean = self._stat("mean", mean)
+        self.std = self._stat("std", std)
+        if self.std is not None and not bool((self.std > 0).all()):
+            raise ConfigError(f"backfeed.std={std!r}: must be positive")
 
         self.pools: dict[str, AdversarialPool] = {}
+        #: Pool examples mixed into the current training batch, by layer.
+        self.mixed: dict[str, int] = {}
         self.rng = torch.Generator()
+        self.refreshes = 0
         self._pending_state: dict[str, Any] | None = None
         self._val_inputs: list[Tensor] = []
         self._val_labels: list[Tensor] = []
-        self._metrics: dict[str, MeanMetric | SumMetric | ErrorRate] = {}
+        self._metrics: dict[str, Metric] = {}
         self._seconds: dict[str, float] = {}
+        self._step_seconds: dict[str, float] = {}
         self._staged: list[tuple[Tensor, Tensor]] = []
-        self.refreshes = 0
         self._trainer: pl.Trainer | None = None
+        self._wrapped: list[tuple[Any, bool, Any]] = []
+        self._last_mixed: Any = None
+        self._batch_ready = False
+        self._refreshed_at = -1
+        self._probed = False
+        self._patches: list[tuple[str, slice, Tensor]] = []
+        self._mixed_size = 0
+        self._hooks = ExitStack()
+
+    @staticmethod
+    def _stat(name: str, value: Stat | None) -> Tensor | None:
+        if value is None:
+            return None
+        try:
+            return torch.as_tensor(value, dtype=torch.float32).flatten()
+        except (TypeError, ValueError):
+            raise ConfigError(f"backfeed.{name}={value!r}: must be a number or a list") from None
 
     @property
     @override
@@ -135,20 +316,15 @@ class AdversarialBackfeed(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
         if stage != "fit":
             return
-        self._trainer = trainer
-        network = getattr(pl_module, "network", None)
-        if network is None or not hasattr(pl_module, "mix_in"):
-            raise ConfigError(
-                "backfeed: the model must be an ImageClassifier (a staged network with mix_in)"
-            )
         for layer in self.layers:
-            if layer not in network.layer_names or layer == network.layer_names[-1]:
-                raise ConfigError(
-                    f"backfeed.layers: {layer!r} is not a layer below the logits of this model; "
-                    f"choose from {list(network.layer_names[:-1])}"
-                )
+            if layer != INPUT:
+                try:
+                    layer_path(pl_module, layer)
+                except ValueError as error:
+                    raise ConfigError(f"backfeed.layers: {layer!r}: {error}") from None
         train_size = self._training_set_size(trainer)
         if train_size is not None and self.pool_size > train_size:
             raise ConfigError(
@@ -157,30 +333,14 @@ class AdversarialBackfeed(Callback):
             )
         world, rank = trainer.world_size, trainer.global_rank
         share = self.pool_size // world + (1 if rank < self.pool_size % world else 0)
-        dtype = next(pl_module.parameters()).dtype
-        self.pools = {
-            layer: AdversarialPool(max(1, share), network.layer_shape(layer), dtype=dtype)
-            for layer in self.layers
-        }
+        self.pools = {layer: AdversarialPool(max(1, share)) for layer in self.layers}
         self.rng.manual_seed(self.seed + rank)
-        self._metrics = self._make_metrics()
+        for name in self._layer_metric_names():
+            self._metric(name, pl_module.device)
+        self._probed = False
+        self._refreshed_at = -1
         self._restore_pending(rank, world)
-
-    def _make_metrics(self) -> dict[str, MeanMetric | SumMetric | ErrorRate]:
-        """Logged names and their reductions over processes (see the class docstring)."""
-        metrics: dict[str, MeanMetric | SumMetric | ErrorRate] = {}
-        for layer in self.layers:
-            prefix = f"backfeed/{layer}"
-            metrics[f"{prefix}/success_rate"] = MeanMetric()  # of the attacks this epoch
-            metrics[f"{prefix}/distortion"] = MeanMetric()  # of the successful ones
-            metrics[f"{prefix}/generation_seconds"] = MeanMetric()  # per process and epoch
-            metrics[f"{prefix}/generated"] = SumMetric()  # examples added this epoch
-            metrics[f"{prefix}/pool_error"] = ErrorRate()  # current model on the pool
-            metrics[f"{prefix}/pool_size"] = SumMetric()
-            metrics[f"{prefix}/age_steps"] = MeanMetric()
-        metrics["val/adv_error"] = ErrorRate()
-        metrics["val/adv_distortion"] = MeanMetric()
-        return metrics
+        self._wrap_batch_hooks(trainer, pl_module)
 
     @staticmethod
     def _training_set_size(trainer: pl.Trainer) -> int | None:
@@ -189,12 +349,161 @@ class AdversarialBackfeed(Callback):
             return len(datamodule.tensors("train")[1])
         return None
 
+    def _layer_metric_names(self) -> list[str]:
+        return [f"backfeed/{layer}/{figure}" for layer in self.layers for figure in _PER_LAYER]
+
+    def _metric(self, name: str, device: torch.device) -> Metric:
+        """The metric logged as ``name``, made on first use (in any stage)."""
+        metric = self._metrics.get(name)
+        if metric is None:
+            figure = name.rsplit("/", 1)[-1]
+            if figure.endswith("error"):
+                metric = ErrorRate()
+            elif figure in _SUMMED:
+                metric = SumMetric()
+            else:
+                metric = MeanMetric()
+            self._metrics[name] = metric.to(device)
+        return metric
+
+    def _wrap_batch_hooks(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Mix pooled examples into every training batch that leaves ``on_after_batch_transfer``
+        of the module or the datamodule (whichever Lightning calls)."""
+        self._unwrap_batch_hooks()
+        owners: list[Any] = [pl_module]
+        if trainer.datamodule is not None:
+            owners.append(trainer.datamodule)
+        for owner in owners:
+            original = getattr(owner, _HOOK)
+
+            # wraps: Lightning's is_overridden looks through __wrapped__, so which object's
+            # hook Lightning calls does not change.
+            @functools.wraps(original)
+            def mixing(batch: Any, dataloader_idx: int, _original: Any = original) -> Any:
+                return self._mix(_original(batch, dataloader_idx))
+
+            self._wrapped.append((owner, _HOOK in vars(owner), original))
+            setattr(owner, _HOOK, mixing)
+
+    def _unwrap_batch_hooks(self) -> None:
+        for owner, had_own, original in reversed(self._wrapped):
+            if had_own:
+                setattr(owner, _HOOK, original)
+            elif _HOOK in vars(owner):
+                delattr(owner, _HOOK)
+        self._wrapped = []
+
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for pool in self.pools.values():
             pool.to(pl_module.device)
         for metric in self._metrics.values():
             metric.to(pl_module.device)
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._hooks.close()
+        self._unwrap_batch_hooks()
+        self._staged, self._last_mixed, self._patches = [], None, []
+
+    @override
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # Lightning does not call teardown after an exception: leave the module as it was.
+        self.teardown(trainer, pl_module, "fit")
+
+    # ------------------------------------------------------------------------ the batch
+
+    def _entry(self, batch: Any, key: BatchKey, name: str, stage: str) -> Any:
+        if isinstance(batch, Mapping):
+            found = key in batch
+        elif isinstance(batch, list | tuple):
+            found = isinstance(key, int) and -len(batch) <= key < len(batch)
+        else:
+            raise ConfigError(
+                f"backfeed: a {stage} batch of type {type(batch).__name__} cannot take pooled "
+                "examples; batches must be tuples, lists or dicts holding inputs and labels "
+                f"(the batch is {describe_batch(batch)})"
+            )
+        if not found:
+            raise ConfigError(
+                f"backfeed.{name}={key!r}: the {stage} batch has no such entry, so pooled "
+                f"examples could not reach the loss; the batch is {describe_batch(batch)} "
+                "(set backfeed input_key/target_key)"
+            )
+        return batch[key]
+
+    def _inputs_and_targets(self, batch: Any, stage: str) -> tuple[Tensor, Tensor]:
+        """The batch's inputs and labels, checked: floating inputs, integer labels ``(n,)``."""
+        x = self._entry(batch, self.input_key, "input_key", stage)
+        y = self._entry(batch, self.target_key, "target_key", stage)
+        if not isinstance(x, Tensor) or not x.dtype.is_floating_point or x.ndim < 1:
+            raise ConfigError(
+                f"backfeed.input_key={self.input_key!r}: the {stage} batch holds "
+                f"{describe_batch(x)} there, not a floating-point tensor of inputs; the batch "
+                f"is {describe_batch(batch)}"
+            )
+        integer = isinstance(y, Tensor) and not (y.dtype.is_floating_point or y.dtype.is_complex)
+        if not integer or y.shape != (len(x),):
+            raise ConfigError(
+                f"backfeed.target_key={self.target_key!r}: the {stage} batch holds "
+                f"{describe_batch(y)} there, not integer class labels of shape ({len(x)},); "
+                f"the batch is {describe_batch(batch)}"
+            )
+        return x, y
+
+    def _extended(self, key: BatchKey, value: Any, clean: int, added: int) -> Any:
+        """Another entry of the batch, with ``added`` rows of its ``fill`` value if it has one
+        row per example."""
+        per_example = (isinstance(value, Tensor) and value.ndim >= 1 and len(value) == clean) or (
+            isinstance(value, list | tuple) and len(value) == clean
+        )
+        if not per_example:
+            return value
+        if key not in self.fill:
+            raise ConfigError(
+                f"backfeed: the training batch's entry {key!r} has one value per example "
+                f"({describe_batch(value)}); pooled rows need one too: give it with "
+                f"backfeed fill={{{key!r}: value}}"
+            )
+        if added == 0:
+            return value
+        if isinstance(value, Tensor):
+            rows = value.new_full((added, *value.shape[1:]), self.fill[key])
+            return torch.cat([value, rows])
+        return type(value)([*value, *([self.fill[key]] * added)])
+
+    def _rebuilt(self, batch: Any, x: Tensor, y: Tensor, clean: int) -> Any:
+        """The batch with inputs ``x`` and labels ``y`` (clean rows first), its other
+        per-example entries extended, marked with :data:`CLEAN_SIZE` where it can be."""
+        added = len(y) - clean
+        if isinstance(batch, Mapping):
+            replaced = {self.input_key: x, self.target_key: y}
+            keys: list[Any] = list(batch.keys())
+        else:
+            # Indices of a sequence may be negative: by position.
+            replaced = {self.input_key % len(batch): x, self.target_key % len(batch): y}  # type: ignore[operator]
+            keys = list(range(len(batch)))
+        values = {
+            key: replaced[key] if key in replaced else self._extended(key, batch[key], clean, added)
+            for key in keys
+        }
+        mixed: Any
+        if type(batch) is dict:
+            mixed = _MixedDict(values)
+        elif type(batch) is tuple:
+            mixed = _MixedTuple(values[i] for i in range(len(batch)))
+        elif type(batch) is list:
+            mixed = _MixedList(values[i] for i in range(len(batch)))
+        elif isinstance(batch, tuple) and hasattr(batch, "_make"):  # a namedtuple
+            return batch._make(values[i] for i in range(len(batch)))
+        elif isinstance(batch, Mapping):
+            return type(batch)(values)
+        else:
+            return type(batch)(values[i] for i in range(len(batch)))
+        setattr(mixed, CLEAN_SIZE, clean)
+        return mixed
 
     # ---------------------------------------------------------------------------- training
 
@@ -204,99 +513,263 @@ class AdversarialBackfeed(Callback):
             return [self.layers[turn % len(self.layers)]]
         return self.layers
 
-    @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        x, y = batch[0], batch[1]
+    def _mix(self, batch: Any) -> Any:
+        """Stage sources, refresh when due, and append pooled rows to a training batch."""
+        trainer = self._trainer
+        if trainer is None or not trainer.training or batch is self._last_mixed:
+            return batch
+        pl_module = trainer.lightning_module
+        x, y = self._inputs_and_targets(batch, "training")
+        if not self._probed:
+            self._probe_layers(pl_module, x)
+            self._probed = True
         step = trainer.global_step
-        self._stage(x, y)
-        if (step + 1) % self.refresh_every_n_steps == 0 or step == 0:
+        self._stage(x, y, trainer.accumulate_grad_batches)
+        due = step == 0 or (step + 1) % self.refresh_every_n_steps == 0
+        if due and step != self._refreshed_at:
             sources = self._take_staged()
             # Refreshes take turns by their own count: by step, a period sharing a factor
             # with the number of layers would skip some layers for ever.
             for layer in self._in_turn(self.refreshes):
                 self._refresh(pl_module, layer, *sources, step)
             self.refreshes += 1
+            self._refreshed_at = step
         count = round(self.mix_ratio * len(y))
-        if count == 0:
-            return
-        for layer in self._in_turn(step):
+        inputs, labels, self._patches, self.mixed = [x], [y], [], {}
+        rows = len(y)
+        for layer in self._in_turn(step) if count else []:
             pool = self.pools[layer]
-            if pool.size:
-                examples, labels = pool.sample(count, generator=self.rng)
-                pl_module.mix_in(layer, examples, labels)
+            if not pool.size or pool.examples is None:
+                continue
+            slots = pool.sample_slots(count, generator=self.rng)
+            inputs.append(pool.examples[slots].to(x.dtype))
+            labels.append(pool.labels[slots].to(y.dtype))
+            if layer != INPUT:
+                assert pool.perturbations is not None
+                self._patches.append(
+                    (layer, slice(rows, rows + len(slots)), pool.perturbations[slots])
+                )
+            self.mixed[layer] = len(slots)
+            rows += len(slots)
+        self._mixed_size = rows
+        mixed = self._rebuilt(batch, torch.cat(inputs), torch.cat(labels), len(y))
+        self._last_mixed = mixed
+        self._batch_ready = True
+        return mixed
+
+    def _probe_layers(self, pl_module: pl.LightningModule, x: Tensor) -> None:
+        """Before the first step: the module maps inputs to logits, and every pooled hidden
+        layer runs once, returns a batch tensor and is not the output (whose pool would train
+        nothing)."""
+        hidden = [layer for layer in self.layers if layer != INPUT]
+        seen: dict[str, list[Any]] = {layer: [] for layer in hidden}
+        with _evaluating(pl_module), ExitStack() as stack:
+            for layer in hidden:
+
+                def capture(output: Any, _store: list[Any] = seen[layer]) -> Any:
+                    _store.append(output)
+                    return output
+
+                stack.enter_context(perturb_layer(pl_module, layer, capture))
+            sample = x[:2]
+            logits = pl_module(sample)
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or len(logits) != len(sample):
+            raise ConfigError(
+                f"backfeed: {type(pl_module).__name__}(x) must return logits of shape (batch, "
+                f"classes) for the attacks; for x of shape {tuple(sample.shape)} it returned "
+                f"{describe_batch(logits)}"
+            )
+        for layer, outputs in seen.items():
+            if len(outputs) != 1:
+                raise ConfigError(
+                    f"backfeed.layers: {layer!r} ran {len(outputs)} times in one forward pass; "
+                    "a pool needs a layer that runs once"
+                )
+            (output,) = outputs
+            if not isinstance(output, Tensor) or output.ndim == 0 or len(output) != len(sample):
+                raise ConfigError(
+                    f"backfeed.layers: {layer!r} returned {describe_batch(output)}, not a tensor "
+                    "with a batch dimension"
+                )
+            if output is logits:
+                raise ConfigError(
+                    f"backfeed.layers: {layer!r} is the model's output layer (its output is the "
+                    "logits); a pool there trains nothing above it: choose a layer below"
+                )
 
     def _refresh_count(self, layer: str) -> int:
         return math.ceil(self.refresh_fraction * self.pools[layer].capacity)
 
-    def _stage(self, x: Tensor, y: Tensor) -> None:
+    def _stage(self, x: Tensor, y: Tensor, accumulation: int) -> None:
         """Keep a random part of this batch as sources for the next refresh: a refresh every
-        n steps then attacks examples drawn from all n batches since the last one."""
+        n optimizer steps then attacks examples drawn from all batches since the last one."""
         wanted = max(self._refresh_count(layer) for layer in self.layers)
-        per_step = min(len(y), math.ceil(wanted / self.refresh_every_n_steps))
-        chosen = torch.randperm(len(y), generator=self.rng)[:per_step].to(y.device)
+        batches = self.refresh_every_n_steps * max(1, accumulation)
+        per_batch = min(len(y), math.ceil(wanted / batches))
+        chosen = torch.randperm(len(y), generator=self.rng)[:per_batch].to(y.device)
         self._staged.append((x[chosen].detach(), y[chosen].detach()))
 
     def _take_staged(self) -> tuple[Tensor, Tensor]:
         staged, self._staged = self._staged, []
         return torch.cat([x for x, _ in staged]), torch.cat([y for _, y in staged])
 
+    def _view(self, stat: Tensor, x: Tensor) -> Tensor:
+        """``stat`` shaped to broadcast over ``x``'s channels (dimension 1), in fp32."""
+        shape = (1, -1, *([1] * (x.ndim - 2))) if len(stat) > 1 else (1,) * x.ndim
+        return stat.to(x.device).view(shape)
+
+    def _to_pixels(self, x: Tensor) -> Tensor:
+        if self.mean is None or self.std is None:
+            return x
+        return x.float() * self._view(self.std, x) + self._view(self.mean, x)
+
+    def _from_pixels(self, x: Tensor) -> Tensor:
+        if self.mean is None or self.std is None:
+            return x
+        return (x.float() - self._view(self.mean, x)) / self._view(self.std, x)
+
     def _refresh(
         self, pl_module: pl.LightningModule, layer: str, x: Tensor, y: Tensor, step: int
     ) -> None:
-        """Replace ``refresh_fraction`` of the pool with examples made from the staged ones."""
+        """Replace ``refresh_fraction`` of the pool with examples made from the staged ones:
+        adversarial inputs, or for a hidden layer the clean inputs with the layer
+        perturbations ``adv - origin`` the attack found."""
         pool = self.pools[layer]
         count = min(len(y), self._refresh_count(layer))
         chosen = torch.randperm(len(y), generator=self.rng)[:count].to(y.device)
+        sources, labels = x[chosen], y[chosen]
         started = time.perf_counter()
-        attack = self.make_attack(pl_module.network, layer)
-        result = attack(x[chosen], y[chosen])
+        attack = self.make_attack(pl_module, layer)
+        result = attack(self._to_pixels(sources), labels)
         seconds = time.perf_counter() - started
         self._seconds[layer] = self._seconds.get(layer, 0.0) + seconds
+        self._step_seconds[layer] = self._step_seconds.get(layer, 0.0) + seconds
         success = result.success
         prefix = f"backfeed/{layer}"
-        self._metrics[f"{prefix}/success_rate"].update(success.float())
+        device = pl_module.device
+        self._metric(f"{prefix}/success_rate", device).update(success.float())
         if success.any():
-            pool.add(result.adv[success], y[chosen][success], step=step, generator=self.rng)
-            self._metrics[f"{prefix}/distortion"].update(result.distortion[success])
-        self._metrics[f"{prefix}/generated"].update(success.sum().float())
-        pl_module.log(f"{prefix}/step_generation_seconds", seconds, on_step=True, on_epoch=False)
+            if layer == INPUT:
+                adversarial = self._from_pixels(result.adv[success]).to(x.dtype)
+                pool.add(adversarial, labels[success], step=step, generator=self.rng)
+            else:
+                delta = (result.adv - result.origin)[success].to(x.dtype)
+                pool.add(
+                    sources[success],
+                    labels[success],
+                    step=step,
+                    generator=self.rng,
+                    perturbations=delta,
+                )
+            self._metric(f"{prefix}/distortion", device).update(result.distortion[success])
+        self._metric(f"{prefix}/generated", device).update(success.sum().float())
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Refuse a batch that was not mixed; perturb the hidden pools' rows for this step."""
+        self._hooks.close()
+        if not self._batch_ready:
+            raise ConfigError(
+                "backfeed: this training batch did not pass through on_after_batch_transfer "
+                "(e.g. a training_step that takes dataloader_iter), so pooled examples could "
+                "not reach the loss"
+            )
+        self._batch_ready = False
+        for layer, seconds in self._step_seconds.items():
+            pl_module.log(
+                f"backfeed/{layer}/step_generation_seconds", seconds, on_step=True, on_epoch=False
+            )
+        self._step_seconds = {}
+        for layer, rows, delta in self._patches:
+            bounds = layer_range(pl_module.get_submodule(layer_path(pl_module, layer)))
+            add = functools.partial(
+                _add_perturbation,
+                rows=rows,
+                delta=delta,
+                bounds=bounds,
+                total=self._mixed_size,
+                layer=layer,
+            )
+            self._hooks.enter_context(perturb_layer(pl_module, layer, add))
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self._hooks.close()
+        self._patches, self._last_mixed = [], None
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Pool statistics, reduced over all processes: size, age, error of the current model."""
+        """Pool statistics, reduced over all processes: size, age, error of the current model
+        (on a hidden pool: its inputs with their layer perturbations)."""
+        self._hooks.close()
         step = trainer.global_step
-        network = pl_module.network
-        was_training = network.training
-        network.eval()
-        with torch.no_grad():
+        device = pl_module.device
+        with _evaluating(pl_module):
             for layer, pool in self.pools.items():
                 prefix = f"backfeed/{layer}"
-                examples, labels = pool.stored()
+                _, labels = pool.stored()
                 for start in range(0, pool.size, 1000):
-                    logits = network.forward_from(layer, examples[start : start + 1000])
-                    self._metrics[f"{prefix}/pool_error"].update(
-                        logits, labels[start : start + 1000]
-                    )
-                self._metrics[f"{prefix}/pool_size"].update(float(pool.size))
-                self._metrics[f"{prefix}/generation_seconds"].update(self._seconds.pop(layer, 0.0))
+                    rows = slice(start, min(start + 1000, pool.size))
+                    logits = self._pool_logits(pl_module, layer, pool, rows)
+                    self._metric(f"{prefix}/pool_error", device).update(logits, labels[rows])
+                self._metric(f"{prefix}/pool_size", device).update(float(pool.size))
+                seconds = self._seconds.pop(layer, 0.0)
+                self._metric(f"{prefix}/generation_seconds", device).update(seconds)
                 if pool.size:
-                    self._metrics[f"{prefix}/age_steps"].update(pool.ages(step))
-        network.train(was_training)
-        for name in [n for n in self._metrics if n.startswith("backfeed/")]:
-            self._log_metric(pl_module, name)
+                    self._metric(f"{prefix}/age_steps", device).update(pool.ages(step))
+        for layer in self.layers:
+            prefix = f"backfeed/{layer}"
+            # Every rank computes every figure (collective calls); figures measured on no
+            # example anywhere (an empty pool) are not logged.
+            held = self._log_metric(pl_module, f"{prefix}/pool_size")
+            for figure in _PER_LAYER:
+                if figure != "pool_size":
+                    log = held or figure not in ("pool_error", "age_steps")
+                    self._log_metric(pl_module, f"{prefix}/{figure}", log=log)
 
-    def _log_metric(self, pl_module: pl.LightningModule, name: str) -> None:
-        """Compute (a collective call on every rank), log the reduced value, reset."""
-        metric = self._metrics[name]
+    def _pool_logits(
+        self, pl_module: pl.LightningModule, layer: str, pool: AdversarialPool, rows: slice
+    ) -> Tensor:
+        assert pool.examples is not None
+        examples = pool.examples[rows]
+        if layer == INPUT:
+            return pl_module(examples)
+        assert pool.perturbations is not None
+        bounds = layer_range(pl_module.get_submodule(layer_path(pl_module, layer)))
+        add = functools.partial(
+            _add_perturbation,
+            rows=slice(0, len(examples)),
+            delta=pool.perturbations[rows],
+            bounds=bounds,
+            total=len(examples),
+            layer=layer,
+        )
+        with perturb_layer(pl_module, layer, add):
+            return pl_module(examples)
+
+    def _log_metric(self, pl_module: pl.LightningModule, name: str, *, log: bool = True) -> bool:
+        """Compute (a collective call on every rank), log the reduced value unless ``log`` is
+        false or it is not a finite positive-count figure, reset. Returns whether the value is
+        finite and nonzero."""
+        metric = self._metric(name, pl_module.device)
         with warnings.catch_warnings():
             # A figure nothing fed this epoch (a layer not refreshed) is NaN; say nothing.
             warnings.filterwarnings("ignore", message=r".*called before the ``update``")
             value = metric.compute()
         metric.reset()
-        if torch.isfinite(value):
+        finite = bool(torch.isfinite(value))
+        if finite and log:
             pl_module.log(name, value.float(), on_step=False, on_epoch=True, sync_dist=False)
+        return finite and bool(value != 0)
 
     # -------------------------------------------------------------------------- validation
 
@@ -316,23 +789,27 @@ class AdversarialBackfeed(Callback):
         wanted = math.ceil(self.val_subset / trainer.world_size)
         have = sum(len(t) for t in self._val_labels)
         if have < wanted:
-            self._val_inputs.append(batch[0][: wanted - have].detach().clone())
-            self._val_labels.append(batch[1][: wanted - have].detach().clone())
+            x, y = self._inputs_and_targets(batch, "validation")
+            self._val_inputs.append(x[: wanted - have].detach().clone())
+            self._val_labels.append(y[: wanted - have].detach().clone())
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Adversarial validation error with the fixed attack on the fixed subset."""
         if self.make_val_attack is None or trainer.sanity_checking or self.val_subset == 0:
             return
+        device = pl_module.device
         if self._val_labels:
             x, y = torch.cat(self._val_inputs), torch.cat(self._val_labels)
-            attack = self.make_val_attack(pl_module.network, INPUT)
+            attack = self.make_val_attack(pl_module, INPUT)
             with torch.inference_mode(False), torch.enable_grad():
-                result = attack(x.clone(), y.clone())
-            with torch.no_grad():
-                self._metrics["val/adv_error"].update(pl_module.network(result.adv), y)
-            self._metrics["val/adv_distortion"].update(result.distortion)
-        for name in ("val/adv_error", "val/adv_distortion"):
+                result = attack(self._to_pixels(x.clone()), y.clone())
+                adversarial = self._from_pixels(result.adv).to(x.dtype)
+            with _evaluating(pl_module):
+                logits = pl_module(adversarial)
+            self._metric("val/adv_error", device).update(logits, y)
+            self._metric("val/adv_distortion", device).update(result.distortion)
+        for name in _VAL:
             self._log_metric(pl_module, name)
 
     # ---------------------------------------------------------------------------- state
@@ -363,6 +840,18 @@ class AdversarialBackfeed(Callback):
         if self.pools and self._trainer is not None:
             self._restore_pending(self._trainer.global_rank, self._trainer.world_size)
 
+    def _usable(self, layer: str, saved: Mapping[str, Any]) -> bool:
+        """Whether a saved pool has this version's layout: a hidden layer's pool saved before
+        pools held perturbations held activations, which cannot be mixed now."""
+        if layer == INPUT or "perturbations" in saved or "examples" not in saved:
+            return True
+        warnings.warn(
+            f"backfeed: the saved pool of layer {layer!r} holds activations (an older layout); "
+            "it starts empty",
+            stacklevel=2,
+        )
+        return False
+
     def _restore_pending(self, rank: int, world: int) -> None:
         """Give this rank its saved share: its own pool when the world size is unchanged,
         else an even slice of all saved examples."""
@@ -375,17 +864,21 @@ class AdversarialBackfeed(Callback):
             mine = ranks[rank]
             self.rng.set_state(mine["rng"])
             for layer, pool in self.pools.items():
-                if layer in mine["pools"]:
-                    pool.load_state_dict(mine["pools"][layer])
+                saved = mine["pools"].get(layer)
+                if saved is not None and self._usable(layer, saved):
+                    pool.load_state_dict(saved)
             return
         for layer, pool in self.pools.items():
-            parts = [r["pools"][layer] for r in ranks if layer in r["pools"]]
-            if not parts:
+            parts = [
+                r["pools"][layer]
+                for r in ranks
+                if layer in r["pools"] and "examples" in r["pools"][layer]
+            ]
+            if not parts or not all(self._usable(layer, part) for part in parts):
                 continue
-            merged = {
-                key: torch.cat([p[key] for p in parts])
-                for key in ("examples", "labels", "made_at_step")
-            }
+            keys = ["examples", "labels", "made_at_step"]
+            keys += ["perturbations"] if "perturbations" in parts[0] else []
+            merged = {key: torch.cat([p[key] for p in parts]) for key in keys}
             total = len(merged["labels"])
             mine_slice = slice(rank * total // world, (rank + 1) * total // world)
             pool.load_state_dict(

@@ -13,7 +13,7 @@ from torchmetrics import MeanMetric
 
 from intriguing.trainers.metrics import ErrorRate
 from intriguing.trainers.networks import build_network, decay_groups
-from intriguing.trainers.stages import INPUT, StagedNetwork
+from intriguing.trainers.stages import StagedNetwork
 
 
 class ImageClassifier(LightningModule):
@@ -24,8 +24,10 @@ class ImageClassifier(LightningModule):
     ``train/error``, ``val/loss``, ``val/error``, ``test/loss`` and ``test/error``; errors are
     :class:`~trainers.metrics.ErrorRate` metrics, exact under DDP.
 
-    Callbacks add examples to the next training step with :meth:`mix_in`: adversarial inputs,
-    or adversarial activations of a hidden layer that train only the layers above it.
+    The training loss is the mean cross-entropy over the whole batch it gets, so examples a
+    callback appends to the batch (``callbacks.AdversarialBackfeed``) are trained on. Such a
+    batch carries ``clean_size``, its leading clean rows: ``train/error`` and ``train/loss``
+    are accumulated over those (the loss as the step's loss, weighted by the clean rows).
 
     Args:
         model: the ``model`` section of the configuration (family, widths, weight decay, ...).
@@ -56,31 +58,19 @@ class ImageClassifier(LightningModule):
         self.train_loss = MeanMetric()
         self.val_error = ErrorRate()
         self.test_error = ErrorRate()
-        self._mixed: list[tuple[str, Tensor, Tensor]] = []
         self._reset_epoch_sums()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.network(x)
 
-    def mix_in(self, layer: str, inputs: Tensor, targets: Tensor) -> None:
-        """Train the next step also on ``inputs`` given at ``layer``, with labels ``targets``.
-
-        Input-layer examples join the clean batch in one forward pass (so batch norm sees
-        both); a hidden layer's activations go through the layers above it only, which are
-        all that they train (Szegedy et al. 2013, Section 4.2's per-layer adversarial
-        training). The loss is the mean over clean and mixed examples together.
-        """
-        self.network.check_layer(layer)
-        self._mixed.append((layer, inputs, targets))
-
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
-        mixed, self._mixed = self._mixed, []
-        if mixed:
-            logits, loss = self._mixed_loss(x, y, mixed)
-        else:
-            logits = self.network(x)
-            loss = F.cross_entropy(logits, y)
+        logits = self.network(x)
+        loss = F.cross_entropy(logits, y)
+        # A batch with examples appended by a callback (AdversarialBackfeed) says how many of
+        # its leading rows are the clean batch; the epoch's train/error is theirs.
+        clean = int(getattr(batch, "clean_size", len(y)))
+        logits, y = logits[:clean], y[:clean]
         # A small model's step costs about as much as Lightning's log() or a torchmetrics
         # update: per step only sums are kept (on the device, no synchronisation); they go
         # into the DDP-reduced metrics once per epoch (on_train_epoch_end), and the step
@@ -92,22 +82,6 @@ class ImageClassifier(LightningModule):
         if self.global_step % max(1, self.trainer.log_every_n_steps) == 0:
             self.log("train/step_loss", loss, prog_bar=True)
         return loss
-
-    def _mixed_loss(
-        self, x: Tensor, y: Tensor, mixed: list[tuple[str, Tensor, Tensor]]
-    ) -> tuple[Tensor, Tensor]:
-        """Logits of the clean batch and the mean loss over clean and mixed examples."""
-        inputs = [x, *(h for layer, h, _ in mixed if layer == INPUT)]
-        labels = [y, *(t for layer, _, t in mixed if layer == INPUT)]
-        logits_all = self.network(torch.cat(inputs))
-        loss_sum = F.cross_entropy(logits_all, torch.cat(labels), reduction="sum")
-        count = sum(len(t) for t in labels)
-        for layer, h, t in mixed:
-            if layer != INPUT:
-                logits_above = self.network.forward_from(layer, h)
-                loss_sum = loss_sum + F.cross_entropy(logits_above, t, reduction="sum")
-                count += len(t)
-        return logits_all[: len(y)], loss_sum / count
 
     def _reset_epoch_sums(self) -> None:
         """Wrong predictions, summed loss and examples of the clean batches this epoch."""

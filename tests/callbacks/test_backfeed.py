@@ -55,11 +55,21 @@ def trainer(tmp_path: Path, callbacks: list, epochs: int = 2, **kwargs) -> pl.Tr
 
 
 class BatchSpy(pl.Callback):
-    """Records how many examples each training step really trained on."""
+    """Records how many examples each training step really trained on, which pools were
+    mixed in and the module's mode."""
 
-    def __init__(self) -> None:
+    def __init__(self, backfeed: AdversarialBackfeed | None = None) -> None:
+        self.backfeed = backfeed
         self.sizes: list[int] = []
+        self.clean: list[int] = []
+        self.mixed: list[dict[str, int]] = []
         self.modes: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.sizes.append(len(batch[0]))
+        self.clean.append(batch.clean_size)
+        if self.backfeed is not None:
+            self.mixed.append(dict(self.backfeed.mixed))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.modes.append(pl_module.training)
@@ -67,9 +77,6 @@ class BatchSpy(pl.Callback):
 
 def test_pool_fills_refreshes_and_mixes_into_every_batch(tmp_path: Path) -> None:
     module = classifier()
-    mixed_counts: list[int] = []
-    original = module.mix_in
-    module.mix_in = lambda layer, x, y: (mixed_counts.append(len(y)), original(layer, x, y))[1]
     backfeed = AdversarialBackfeed(
         pool_size=300,
         mix_ratio=0.5,
@@ -78,7 +85,8 @@ def test_pool_fills_refreshes_and_mixes_into_every_batch(tmp_path: Path) -> None
         val_attack=FGSM,
         val_subset=100,
     )
-    fit = trainer(tmp_path, [backfeed])
+    spy = BatchSpy(backfeed)
+    fit = trainer(tmp_path, [backfeed, spy])
     fit.fit(module, datamodule=datamodule())
     pool = backfeed.pools["input"]
     # 20 steps x 30 new examples (those the attack made adversarial) into 300 slots.
@@ -86,7 +94,9 @@ def test_pool_fills_refreshes_and_mixes_into_every_batch(tmp_path: Path) -> None
     assert pool.made_at_step[: pool.size].max() == fit.global_step - 1
     assert pool.examples.min() >= 0 and pool.examples.max() <= 1
     # From the first step on, every batch gets 32 pool examples (half of 64).
+    mixed_counts = [size - clean for size, clean in zip(spy.sizes, spy.clean, strict=True)]
     assert mixed_counts[0] <= 30 and mixed_counts[-1] == 32
+    assert spy.clean == [64] * len(spy.clean)
     metrics = fit.callback_metrics
     for key in (
         "backfeed/input/pool_size",
@@ -105,10 +115,6 @@ def test_pool_fills_refreshes_and_mixes_into_every_batch(tmp_path: Path) -> None
 
 def test_hidden_layer_pools_alternate_and_train_layers_above(tmp_path: Path) -> None:
     module = classifier(dropout=0.5)
-    calls: list[str] = []
-    original = module.mix_in
-    module.mix_in = lambda layer, x, y: (calls.append(layer), original(layer, x, y))[1]
-    spy = BatchSpy()
     backfeed = AdversarialBackfeed(
         pool_size=200,
         mix_ratio=0.25,
@@ -118,12 +124,24 @@ def test_hidden_layer_pools_alternate_and_train_layers_above(tmp_path: Path) -> 
         alternate=True,
         val_attack=None,
     )
+    spy = BatchSpy(backfeed)
+    seen: list[torch.Tensor] = []
+    # What the layers above fc2 receive in the training step: the hidden pool's rows carry
+    # their perturbation, inside the ReLU layer's range.
+    module.network.stages["fc2"].register_forward_hook(
+        lambda _m, _i, out: seen.append(out.detach().clone()) if module.training else None
+    )
     trainer(tmp_path, [backfeed, spy], epochs=1).fit(module, datamodule=datamodule())
-    assert backfeed.pools["fc2"].size > 0 and backfeed.pools["input"].size > 0
-    assert backfeed.pools["fc2"].examples.shape[1:] == (32,)
-    assert backfeed.pools["fc2"].examples.min() >= 0  # inside the ReLU layer's range
+    hidden = backfeed.pools["fc2"]
+    assert hidden.size > 0 and backfeed.pools["input"].size > 0
+    # A hidden pool holds inputs and the layer perturbations the attack found.
+    assert hidden.examples.shape[1:] == (1, 28, 28) and hidden.perturbations.shape[1:] == (32,)
+    assert hidden.perturbations[: hidden.size].abs().sum() > 0
     # One pool per step, in turn; each is refreshed before it is mixed in.
-    assert calls[:4] == ["input", "fc2", "input", "fc2"]
+    calls = [next(iter(m)) for m in spy.mixed[:4]]
+    assert calls == ["input", "fc2", "input", "fc2"]
+    assert spy.mixed[1] == {"fc2": 16} and spy.sizes[1] == 80
+    assert all(out.min() >= 0 for out in seen)
     # Generation put the model in eval mode (dropout) and training got it back.
     assert all(spy.modes)
 
