@@ -20,6 +20,7 @@ from intriguing.attacks.base import (
     Attack,
     AttackResult,
     Problem,
+    Statistic,
     distortion,
     is_adversarial,
     loss_and_gradient,
@@ -44,9 +45,11 @@ class BudgetAttack(Attack):
         budget: float,
         bounds: tuple[float, float] | None = None,
         layer: str | None = None,
+        mean: Statistic | None = None,
+        std: Statistic | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(model, bounds=bounds, layer=layer)
+        super().__init__(model, bounds=bounds, layer=layer, mean=mean, std=std)
         if not budget >= 0 or not math.isfinite(budget):
             raise ValueError(f"{type(self).__name__}: the budget must be finite and >= 0")
         self.budget = float(budget)
@@ -91,7 +94,7 @@ class BudgetAttack(Attack):
         device = origin.device
         best = origin.clone()
         with torch.no_grad():
-            clean = is_adversarial(problem.forward(origin).float(), problem.labels, problem.target)
+            clean = is_adversarial(problem.logits(origin).float(), problem.labels, problem.target)
         best_distortion = torch.where(clean, 0.0, math.inf).to(origin)
         evaluations = torch.zeros(batch, dtype=torch.long, device=device)
         ceiling = self._largest_budget(problem)
@@ -108,7 +111,7 @@ class BudgetAttack(Attack):
                 adv = problem.clamp(adv.detach())
                 evaluations += used.to(evaluations)
                 with torch.no_grad():
-                    logits = problem.forward(adv).float()
+                    logits = problem.logits(adv).float()
                 success = is_adversarial(logits, problem.labels, problem.target)
                 size = distortion(adv, origin)
                 better = success & (size < best_distortion)
@@ -199,8 +202,10 @@ class FGSM(BudgetAttack):
         norm: str = "linf",
         bounds: tuple[float, float] | None = None,
         layer: str | None = None,
+        mean: Statistic | None = None,
+        std: Statistic | None = None,
     ) -> None:
-        super().__init__(model, budget=epsilon, bounds=bounds, layer=layer)
+        super().__init__(model, budget=epsilon, bounds=bounds, layer=layer, mean=mean, std=std)
         self.norm = _check_norm(norm)
 
     @property
@@ -217,7 +222,7 @@ class FGSM(BudgetAttack):
         self, problem: Problem, budget: Tensor
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         origin = problem.origin
-        _, grad, _ = loss_and_gradient(problem.forward, origin, problem.labels, problem.target)
+        _, grad, _ = loss_and_gradient(problem.forward_at(), origin, problem.labels, problem.target)
         step = _per_example(budget, origin) * _ascent(grad, self.norm)
         evaluations = torch.ones(len(origin), dtype=torch.long, device=origin.device)
         return problem.clamp(origin + step), evaluations, {}
@@ -247,9 +252,19 @@ class PGD(BudgetAttack):
         random_start: bool = True,
         bounds: tuple[float, float] | None = None,
         layer: str | None = None,
+        mean: Statistic | None = None,
+        std: Statistic | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(model, budget=epsilon, bounds=bounds, layer=layer, generator=generator)
+        super().__init__(
+            model,
+            budget=epsilon,
+            bounds=bounds,
+            layer=layer,
+            generator=generator,
+            mean=mean,
+            std=std,
+        )
         if steps < 1:
             raise ValueError("PGD: steps must be at least 1")
         if step_size is not None and not step_size > 0:
@@ -289,14 +304,16 @@ class PGD(BudgetAttack):
         found = origin.clone()
         seen = torch.zeros(len(origin), dtype=torch.bool, device=origin.device)
         for _ in range(self.steps):
-            _, grad, logits = loss_and_gradient(problem.forward, h, problem.labels, problem.target)
+            _, grad, logits = loss_and_gradient(
+                problem.forward_at(), h, problem.labels, problem.target
+            )
             hit = is_adversarial(logits, problem.labels, problem.target) & ~seen
             found[hit] = h[hit]
             seen |= hit
             moved = h + _per_example(step, h) * _ascent(grad, self.norm)
             h = problem.clamp(origin + _into_ball(moved - origin, budget, self.norm))
         with torch.no_grad():
-            last = is_adversarial(problem.forward(h).float(), problem.labels, problem.target)
+            last = is_adversarial(problem.logits(h).float(), problem.labels, problem.target)
         keep_earlier = seen & ~last
         adv = torch.where(_per_example(keep_earlier, h), found, h)
         evaluations = torch.full((len(origin),), self.steps, device=origin.device)

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from intriguing.attacks.base import Attack
+from intriguing.attacks.base import Attack, Statistic
 from intriguing.attacks.budget import FGSM, PGD
 from intriguing.attacks.lbfgs import LBFGSAttack
 from intriguing.attacks.noise import GaussianNoise
@@ -25,18 +25,28 @@ SPEC_KEYS = (
     "max_iterations",
     "layer",
     "bounds",
+    "mean",
+    "std",
 )
 ATTACKS = ("lbfgs", "fgsm", "pgd", "noise")
 
 
-def build_attack(model: nn.Module, spec: Mapping[str, Any]) -> Attack:
+def build_attack(
+    model: nn.Module,
+    spec: Mapping[str, Any],
+    *,
+    mean: Statistic | None = None,
+    std: Statistic | None = None,
+) -> Attack:
     """The attack that ``spec`` describes, for ``model``.
 
     ``spec`` has the fields of ``configs.schema.AttackConfig``: ``name`` (lbfgs, fgsm, pgd,
     noise), ``epsilon``, ``norm``, ``steps``, ``step_size`` (FGSM/PGD), ``stddev`` or
     ``distortion`` (noise), ``search_steps`` and ``max_iterations`` (L-BFGS; ``None`` keeps
-    the benchmarked defaults), ``layer`` and ``bounds`` (all attacks). Keys that concern
-    another attack are ignored; unknown keys raise a ``ValueError`` naming them.
+    the benchmarked defaults), ``layer``, ``bounds``, ``mean`` and ``std`` (all attacks; see
+    :class:`attacks.Attack`). ``mean`` and ``std`` may be given here instead of in ``spec``
+    (the data module's normalisation, say), not in both. Keys that concern another attack
+    are ignored; unknown keys raise a ``ValueError`` naming them.
     """
     spec = dict(spec)
     unknown = sorted(set(spec) - set(SPEC_KEYS))
@@ -45,7 +55,15 @@ def build_attack(model: nn.Module, spec: Mapping[str, Any]) -> Attack:
     name = str(spec.get("name", "lbfgs")).lower()
     if name not in ATTACKS:
         raise ValueError(f"attack.name {name!r}: expected one of {', '.join(ATTACKS)}")
-    common: dict[str, Any] = {"layer": spec.get("layer"), "bounds": spec.get("bounds")}
+    for key, value in (("mean", mean), ("std", std)):
+        if value is not None and spec.get(key) is not None:
+            raise ValueError(f"attack.{key}: given both in the spec and as an argument")
+    common: dict[str, Any] = {
+        "layer": spec.get("layer"),
+        "bounds": spec.get("bounds"),
+        "mean": mean if mean is not None else spec.get("mean"),
+        "std": std if std is not None else spec.get("std"),
+    }
     if common["bounds"] is not None:
         common["bounds"] = tuple(float(b) for b in common["bounds"])
 

@@ -244,7 +244,8 @@ def layer_path(model: nn.Module, name: str) -> str:
         )
     if name == INPUT:
         raise ValueError(f"{INPUT!r} names the network's input, not a submodule of {model_name}")
-    raise ValueError(f"{model_name} has no layer {name!r}; its layers are {_shortened(paths)}")
+    known = f"its layers are {_shortened(paths)}" if paths else "it has no submodules"
+    raise ValueError(f"unknown layer {name!r} in {model_name}: {known}")
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
@@ -284,8 +285,9 @@ def perturb_layer(model: nn.Module, name: str, fn: Callable[[Any], Any]) -> Iter
 def layer_activations(model: nn.Module, x: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
     """The outputs of the named layers when ``model`` runs on ``x`` (one whole forward pass).
 
-    ``"input"`` gives ``x`` itself. The tensors are what the layers returned, in the model's
-    dtype and with the autograd graph when gradients are enabled (wrap the call in
+    ``"input"`` gives ``x`` itself. The tensors are copies of what the layers returned (a later
+    in-place layer, as ``ReLU(inplace=True)``, does not change them), in the model's dtype
+    and with the autograd graph when gradients are enabled (wrap the call in
     ``torch.no_grad()`` to drop it). The model's train/eval mode is the caller's.
 
     Raises:
@@ -300,7 +302,8 @@ def layer_activations(model: nn.Module, x: Tensor, names: Iterable[str]) -> dict
         for name in found:
 
             def capture(output: Any, _store: list[Any] = found[name]) -> Any:
-                _store.append(output)
+                # A copy: layers after this one may write its output in place (ReLU).
+                _store.append(output.clone() if isinstance(output, Tensor) else output)
                 return output
 
             stack.enter_context(perturb_layer(model, name, capture))

@@ -46,7 +46,13 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from intriguing.attacks.base import Attack, Problem, adversarial_margin, loss_and_gradient
+from intriguing.attacks.base import (
+    Attack,
+    Problem,
+    Statistic,
+    adversarial_margin,
+    loss_and_gradient,
+)
 
 _ARMIJO = 1e-4  # sufficient decrease constant of the line search
 _CURVATURE = 1e-8  # pairs with s.y <= _CURVATURE * y.y are not stored
@@ -138,6 +144,8 @@ class LBFGSAttack(Attack):
         *,
         bounds: tuple[float, float] | None = None,
         layer: str | None = None,
+        mean: Statistic | None = None,
+        std: Statistic | None = None,
         search_steps: int = 9,
         max_iterations: int = 100,
         initial_c: float = 1.0,
@@ -150,7 +158,7 @@ class LBFGSAttack(Attack):
         compact_fraction: float = 0.25,
         warm_start: bool = True,
     ) -> None:
-        super().__init__(model, bounds=bounds, layer=layer)
+        super().__init__(model, bounds=bounds, layer=layer, mean=mean, std=std)
         checks = {
             "search_steps": search_steps >= 1,
             "max_iterations": max_iterations >= 1,
@@ -187,19 +195,19 @@ class LBFGSAttack(Attack):
         self._box = (problem.lower, problem.upper)
 
         def evaluate(
-            z: Tensor, labels: Tensor, target: Tensor | None
+            z: Tensor, rows: Tensor | None, labels: Tensor, target: Tensor | None
         ) -> tuple[Tensor, Tensor, Tensor]:
             loss, grad, logits = loss_and_gradient(
-                problem.forward, z.view(-1, *shape), labels, target
+                problem.forward_at(rows), z.view(-1, *shape), labels, target
             )
             margin = adversarial_margin(logits, labels, target)
             return loss, grad.reshape(len(z), -1), margin > self.margin
 
         best = origin.clone()
-        best_sq = torch.full((batch,), math.inf, device=device)
-        best_c = torch.full((batch,), math.nan, device=device)
+        best_sq = origin.new_full((batch,), math.inf)
+        best_c = origin.new_full((batch,), math.nan)
         evaluations = torch.ones(batch, dtype=torch.long, device=device)
-        loss0, grad0, adversarial0 = evaluate(origin, problem.labels, problem.target)
+        loss0, grad0, adversarial0 = evaluate(origin, None, problem.labels, problem.target)
         best_sq[adversarial0] = 0.0
         best_c[adversarial0] = 0.0
         rows = (~adversarial0).nonzero().flatten()
@@ -216,7 +224,7 @@ class LBFGSAttack(Attack):
         m = self.history
         device = origin.device
         zeros = origin.new_zeros(size)
-        c = torch.full((size,), self.initial_c, device=device)
+        c = origin.new_full((size,), self.initial_c)
         state = _State(
             index=rows,
             origin=origin[rows],
@@ -251,7 +259,9 @@ class LBFGSAttack(Attack):
     def _round(
         self,
         state: _State,
-        evaluate: Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor, Tensor]],
+        evaluate: Callable[
+            [Tensor, Tensor | None, Tensor, Tensor | None], tuple[Tensor, Tensor, Tensor]
+        ],
         best: Tensor,
         best_sq: Tensor,
         best_c: Tensor,
@@ -261,11 +271,11 @@ class LBFGSAttack(Attack):
         live = ~state.done
         trial = state.trial
         if bool(live.all()):
-            loss, grad, adversarial = evaluate(trial, state.labels, state.target)
+            loss, grad, adversarial = evaluate(trial, state.index, state.labels, state.target)
         else:
             rows = live.nonzero().flatten()
             target = None if state.target is None else state.target[rows]
-            part = evaluate(trial[rows], state.labels[rows], target)
+            part = evaluate(trial[rows], state.index[rows], state.labels[rows], target)
             loss = trial.new_zeros(state.size).index_copy(0, rows, part[0])
             grad = torch.zeros_like(trial).index_copy(0, rows, part[1])
             adversarial = torch.zeros_like(live).index_copy(0, rows, part[2])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from intriguing.attacks.base import AttackResult, Problem, scale_to_distortion
+from intriguing.attacks.base import AttackResult, Problem, Statistic, scale_to_distortion
 from intriguing.attacks.budget import BudgetAttack, _per_example
 
 _MATCHING_STEPS = 40  # bisection steps when scaling noise to a distortion
@@ -43,13 +43,23 @@ class GaussianNoise(BudgetAttack):
         distortion: float | None = None,
         bounds: tuple[float, float] | None = None,
         layer: str | None = None,
+        mean: Statistic | None = None,
+        std: Statistic | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         if distortion is not None:
             stddev = None
         matched = stddev is None
         budget = float(stddev if stddev is not None else (distortion or 0.0))
-        super().__init__(model, budget=budget, bounds=bounds, layer=layer, generator=generator)
+        super().__init__(
+            model,
+            budget=budget,
+            bounds=bounds,
+            layer=layer,
+            generator=generator,
+            mean=mean,
+            std=std,
+        )
         self.matched = matched
         self.uses_randomness = True
         #: With neither stddev nor distortion, every call must give ``distortion``.

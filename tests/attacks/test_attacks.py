@@ -114,8 +114,10 @@ def test_every_attack_takes_a_layer(make, mlp, examples):
     assert torch.equal(result.success, predicted != y[:6])
 
 
-def test_layer_needs_the_layered_protocol():
-    with pytest.raises(TypeError, match="forward_from"):
+def test_a_layer_the_model_lacks_is_named_at_construction():
+    # Any nn.Module can be attacked at a named submodule (issue 11); before, a model without
+    # the LayeredModel methods was refused with a TypeError naming forward_from.
+    with pytest.raises(ValueError, match="unknown layer 'fc1' in Linear"):
         LBFGSAttack(nn.Linear(4, 2), layer="fc1")
 
 
