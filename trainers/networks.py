@@ -6,6 +6,9 @@
   its code; stages ``code, logits``.
 - ``conv``: a configurable conv net for 28x28 and 32x32 images; stages
   ``conv1 .. convK, fc1 .. fcM, logits``.
+- ``preact_resnet``: PreAct ResNet (PreAct ResNet-18 for CIFAR-10 by default, the network the
+  adversarial-training literature compares on; see :mod:`trainers.resnet`); stages
+  ``stem, layer1 .. layerK, pool, logits``.
 
 :func:`build_network` takes the ``model`` section of a run's configuration as a plain mapping
 (family, widths, ...), so that checkpoints carry only primitives and rebuild without our code
@@ -19,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from intriguing.trainers.resnet import preact_resnet
 from intriguing.trainers.stages import StagedNetwork
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -164,7 +168,17 @@ def build_network(
             fc_hidden=list(conv.get("fc_hidden", [256])),
             dropout=float(model.get("dropout", 0.0)),
         )
-    raise ValueError(f"model.family {family!r}: expected fc, ae or conv")
+    if family == "preact_resnet":
+        resnet = model.get("resnet", {}) or {}
+        return preact_resnet(
+            input_shape,
+            num_classes,
+            blocks=list(resnet.get("blocks", [2, 2, 2, 2])),
+            widths=list(resnet.get("widths", [64, 128, 256, 512])),
+            input_mean=list(resnet.get("input_mean") or []),
+            input_std=list(resnet.get("input_std") or []),
+        )
+    raise ValueError(f"model.family {family!r}: expected fc, ae, conv or preact_resnet")
 
 
 def weighted_stages(network: StagedNetwork) -> list[str]:

@@ -1,0 +1,170 @@
+"""Per-example crop and flip on the device: equal to torchvision's v2 image by image, random
+per example, deterministic under a seed, and applied to training batches only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from intriguing.datamodules import DataSourceError, ImageDataModule, build_datamodule
+from intriguing.datamodules.augment import CropFlipParams, RandomCropFlip, batch_seed
+
+from .cifar_files import use_cifar
+
+
+def reference(images: torch.Tensor, params: CropFlipParams, padding: int) -> torch.Tensor:
+    """torchvision's v2 functionals, one image at a time, with the same parameters."""
+    out = []
+    for image, top, left, flip in zip(images, params.tops, params.lefts, params.flips, strict=True):
+        padded = TF.pad(image, [padding]) if padding else image
+        cropped = TF.crop(padded, int(top), int(left), image.shape[-2], image.shape[-1])
+        out.append(TF.horizontal_flip(cropped) if flip else cropped)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(
+    ("padding", "flip", "shape", "dtype"),
+    [
+        (4, True, (3, 32, 32), torch.float32),
+        (4, True, (3, 8, 12), torch.uint8),  # not square: rows and columns kept apart
+        (0, True, (3, 32, 32), torch.float32),
+        (2, False, (1, 28, 28), torch.bfloat16),
+    ],
+)
+def test_equals_torchvision_v2_per_example(padding: int, flip: bool, shape, dtype) -> None:
+    augment = RandomCropFlip(padding=padding, horizontal_flip=flip)
+    generator = torch.Generator().manual_seed(0)
+    images = (torch.rand(64, *shape, generator=generator) * 255).to(dtype)
+    params = augment.sample(64, device=images.device, generator=generator)
+    out = augment.apply(images, params)
+    assert out.shape == images.shape and out.dtype == dtype and out.is_contiguous()
+    assert torch.equal(out, reference(images, params, padding))
+    # ... and the same as v2's random transforms where they draw the same parameters: a
+    # crop at the centre offset and no flip is the identity.
+    centre = CropFlipParams(
+        torch.full((64,), padding), torch.full((64,), padding), torch.zeros(64, dtype=torch.bool)
+    )
+    assert torch.equal(augment.apply(images, centre), images)
+
+
+def test_v2_on_a_batch_crops_every_image_alike_which_is_why_this_exists() -> None:
+    images = torch.rand(1, 3, 32, 32).expand(16, 3, 32, 32).clone()  # one image, 16 times
+    torch.manual_seed(1)
+    batch = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()])(images)
+    assert all(torch.equal(batch[0], b) for b in batch)  # one parameter set per call
+    augmented = RandomCropFlip(padding=4, horizontal_flip=True)(
+        images, torch.Generator().manual_seed(1)
+    )
+    assert len({tuple(b.flatten().tolist()) for b in augmented}) > 8
+
+
+def test_parameters_are_drawn_per_example_over_the_whole_range() -> None:
+    augment = RandomCropFlip(padding=4, horizontal_flip=True)
+    params = augment.sample(4096, device=torch.device("cpu"), generator=torch.Generator())
+    for offsets in (params.tops, params.lefts):
+        assert set(offsets.tolist()) == set(range(9))
+    assert 0.45 < params.flips.float().mean().item() < 0.55
+    assert not torch.equal(params.tops, params.lefts)
+
+
+def test_deterministic_under_a_seed() -> None:
+    augment = RandomCropFlip(padding=4, horizontal_flip=True)
+    images = torch.rand(32, 3, 32, 32)
+    first = augment(images, torch.Generator().manual_seed(batch_seed(7, 0, 3)))
+    again = augment(images, torch.Generator().manual_seed(batch_seed(7, 0, 3)))
+    assert torch.equal(first, again)
+    seeds = {batch_seed(s, r, b) for s in (0, 7) for r in (0, 1) for b in range(50)}
+    assert len(seeds) == 200 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_off_is_the_identity_and_shapes_are_checked() -> None:
+    images = torch.rand(4, 3, 8, 8)
+    assert RandomCropFlip()(images) is images and not RandomCropFlip().enabled
+    augment = RandomCropFlip(padding=1, horizontal_flip=True)
+    with pytest.raises(ValueError, match=r"expected \(N, C, H, W\)"):
+        augment(images[0])
+    params = augment.sample(3, device=images.device)
+    with pytest.raises(ValueError, match="3 crop offsets and 3 flips for 4 images"):
+        augment.apply(images, params)
+
+
+@pytest.mark.parametrize(
+    ("augment", "message"),
+    [
+        ({"random_crop_padding": -1}, r"data.augment.random_crop_padding=-1: must be >= 0"),
+        ({"random_crop_padding": 2.5}, r"data.augment.random_crop_padding=2.5: expected an int"),
+        ({"vertical_flip": True}, r"data.augment.vertical_flip: unknown key"),
+    ],
+)
+def test_bad_settings_name_their_key(tmp_path: Path, augment: dict, message: str) -> None:
+    with pytest.raises(DataSourceError, match=message):
+        build_datamodule({"data_dir": str(tmp_path), "augment": augment})
+
+
+class Recorder(pl.LightningModule):
+    """A linear model that records the batches each stage receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(3 * 32 * 32, 10)
+        self.seen: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
+
+    def _record(self, stage: str, batch) -> torch.Tensor:
+        x, y = batch
+        self.seen[stage].append(x.detach().clone())
+        return torch.nn.functional.cross_entropy(self.layer(x.flatten(1)), y)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._record("train", batch)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._record("val", batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._record("test", batch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_only_training_batches_are_augmented(tmp_path: Path, monkeypatch) -> None:
+    use_cifar(monkeypatch, tmp_path, train=48, test=10)
+    settings = {"random_crop_padding": 4, "horizontal_flip": True}
+    datamodule = ImageDataModule(
+        name="cifar10", data_dir=tmp_path, val_size=8, batch_size=16, eval_batch_size=5,
+        augment=settings, on_device=False,
+    )  # fmt: skip
+    assert datamodule.hparams["augment"] == settings
+    pl.seed_everything(3, verbose=False)
+    model = Recorder()
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path, accelerator="cpu", max_epochs=2, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    trainer.test(model, datamodule=datamodule, verbose=False)
+
+    val_images, _ = datamodule.tensors("val")
+    test_images, _ = datamodule.tensors("test")
+    # Sanity check and two validations, each over all 8 validation images: unchanged.
+    assert torch.equal(torch.cat(model.seen["val"]), val_images.repeat(3, 1, 1, 1))
+    assert torch.equal(torch.cat(model.seen["test"]), test_images)
+
+    # Training batches: the loader's batches, each augmented with the parameters of its own
+    # seeded stream (run seed 3, rank 0, batches 0..5 of the fit), equal to v2's per image.
+    loader, augment = datamodule.train_dataloader(), RandomCropFlip(padding=4, horizontal_flip=True)
+    raw = []
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        raw += [images for images, _ in loader]
+    assert len(raw) == len(model.seen["train"]) == 6
+    for index, (images, seen) in enumerate(zip(raw, model.seen["train"], strict=True)):
+        generator = torch.Generator().manual_seed(batch_seed(3, 0, index))
+        params = augment.sample(len(images), device=images.device, generator=generator)
+        assert torch.equal(seen, reference(images, params, 4))
+        assert not torch.equal(seen, images)
