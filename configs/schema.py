@@ -273,7 +273,8 @@ class BackfeedConfig:
     # ... once every this many training steps.
     refresh_every_n_steps: int = 1
     generator: AttackConfig = field(default_factory=AttackConfig)
-    # Layers whose output gets a pool of its own ("input" is the input pool).
+    # Layers whose output gets a pool of its own: "input" (the input pool) and/or submodules
+    # of the model by dotted path or unique suffix ("fc1" finds network.stages.fc1).
     layers: list[str] = field(default_factory=lambda: ["input"])
     # How the pools take turns: all mixed in every step, or one pool per step in turn.
     alternate: bool = False
