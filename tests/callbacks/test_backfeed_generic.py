@@ -5,6 +5,7 @@ checkpoint size, precision)."""
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -16,8 +17,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from intriguing.attacks import perturb_layer
 from intriguing.callbacks import AdversarialBackfeed, AdversarialPool
+from intriguing.callbacks.backfeed import _add_perturbation
 from intriguing.configs import ConfigError
+from intriguing.trainers import ImageClassifier
 
 FGSM = {"name": "fgsm", "epsilon": 0.3, "norm": "linf"}
 
@@ -213,6 +217,36 @@ def test_hidden_pool_at_a_submodule_behind_a_skip_connection(tmp_path: Path) -> 
     assert torch.allclose(read[:32], (h + inner)[:32], atol=1e-5)
     assert not torch.allclose(read[32:], (h + inner)[32:], atol=1e-3)
     assert (read[32:] - h[32:]).min() >= 0
+
+
+def test_hidden_pool_rows_train_only_the_layers_above() -> None:
+    """Szegedy et al. 2013, Section 4.2: a layer's adversarial examples train the layers above
+    it. The perturbed rows' activation is detached: their loss reaches no weight below."""
+    module = ImageClassifier(
+        model={"family": "fc", "hidden": [8, 6], "weight_decay": [0.0]},
+        optim={"name": "adam"},
+        input_shape=[1, 4, 4],
+        num_classes=3,
+    )
+    x, y = torch.rand(5, 1, 4, 4), torch.tensor([2, 0, 1, 1, 0])
+    delta = torch.rand(3, 6)
+    add = functools.partial(
+        _add_perturbation, rows=slice(2, 5), delta=delta, bounds=(0.0, 1.0), total=5, layer="fc2"
+    )
+    with perturb_layer(module, "fc2", add):
+        logits = module(x)
+    F.cross_entropy(logits[2:], y[2:]).backward()  # the pooled rows' loss only
+    stages = module.network.stages
+    assert stages["logits"][0].weight.grad.abs().sum() > 0
+    assert stages["fc1"][1].weight.grad is None or not stages["fc1"][1].weight.grad.any()
+    with torch.no_grad():
+        clean = module.network.activations(x, ["fc2"])["fc2"]
+        patched = module.network.forward_from("fc2", (clean[2:] + delta).clamp(0, 1))
+        torch.testing.assert_close(logits[2:], patched)
+        torch.testing.assert_close(logits[:2], module(x[:2]))
+        # A call with another batch size is left alone.
+        with perturb_layer(module, "fc2", add):
+            torch.testing.assert_close(module(x[:4]), module.network(x[:4]))
 
 
 def test_refresh_every_n_optimizer_steps_under_gradient_accumulation(tmp_path: Path) -> None:

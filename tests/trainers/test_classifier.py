@@ -1,4 +1,4 @@
-"""ImageClassifier: per-layer weight decay, mixing extra examples into a step, checkpoints."""
+"""ImageClassifier: per-layer weight decay, appended examples in a step, checkpoints."""
 
 from __future__ import annotations
 
@@ -43,37 +43,28 @@ def test_weight_decay_list_must_fit_the_network() -> None:
         decay_groups(module.network, [1.0, 2.0, 3.0])
 
 
-def test_mixed_examples_join_the_loss_as_a_mean_over_all_examples() -> None:
+class Appended(tuple):
+    """A batch with rows appended by a callback, as AdversarialBackfeed makes: it carries
+    the count of its leading clean rows."""
+
+    clean_size: int
+
+
+def test_appended_examples_join_the_loss_and_train_error_counts_the_clean_rows() -> None:
     module = attached(make())
     x, y = torch.rand(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
     x_adv, y_adv = torch.rand(2, 1, 4, 4), torch.tensor([1, 1])
-    h_adv, y_h = torch.rand(3, 6), torch.tensor([2, 0, 1])
-    module.mix_in("input", x_adv, y_adv)
-    module.mix_in("fc2", h_adv, y_h)
-    loss = module.training_step((x, y), 0)
+    batch = Appended((torch.cat([x, x_adv]), torch.cat([y, y_adv])))
+    batch.clean_size = 4
+    loss = module.training_step(batch, 0)
     network = module.network
-    expected = (
-        F.cross_entropy(network(torch.cat([x, x_adv])), torch.cat([y, y_adv]), reduction="sum")
-        + F.cross_entropy(network.forward_from("fc2", h_adv), y_h, reduction="sum")
-    ) / 9
+    expected = F.cross_entropy(network(torch.cat([x, x_adv])), torch.cat([y, y_adv]))
     torch.testing.assert_close(loss, expected)
-    # Mixed examples are used for one step only.
+    wrong = (network(x).argmax(1) != y).sum()
+    assert module._epoch_sums[0] == wrong and module._epoch_sums[2] == 4
+    # A plain batch: every row is clean.
     torch.testing.assert_close(module.training_step((x, y), 1), F.cross_entropy(network(x), y))
-
-
-def test_hidden_layer_examples_train_only_the_layers_above() -> None:
-    module = attached(make())
-    module.mix_in("fc2", torch.rand(3, 6), torch.tensor([2, 0, 1]))
-    loss = module.training_step((torch.rand(0, 1, 4, 4), torch.zeros(0, dtype=torch.long)), 0)
-    loss.backward()
-    stages = module.network.stages
-    assert stages["logits"][0].weight.grad is not None
-    assert stages["fc1"][1].weight.grad is None or not stages["fc1"][1].weight.grad.any()
-
-
-def test_mix_in_rejects_unknown_layers() -> None:
-    with pytest.raises(ValueError, match="unknown layer 'fc7'"):
-        make().mix_in("fc7", torch.zeros(1, 6), torch.zeros(1, dtype=torch.long))
+    assert module._epoch_sums[2] == 8
 
 
 def test_checkpoint_round_trip_and_refusals(tmp_path: Path) -> None:
