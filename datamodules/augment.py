@@ -13,7 +13,9 @@ runs backwards for flipped images. It gives exactly what ``v2.functional.pad``,
 parameters (the tests check this). Measured on one CPU thread, a batch of 128 3x32x32 float32
 images: 1.6 ms, against 9.6 ms for a Python loop over ``v2.functional`` and 43 ms for a loop
 over ``v2.RandomCrop`` and ``v2.RandomHorizontalFlip`` objects (an ``unfold`` view with
-``torch.where`` flips: 3.3 ms; advanced indexing: 7.0 ms).
+``torch.where`` flips: 3.3 ms; advanced indexing: 7.0 ms). On an NVIDIA H200: 0.17 ms, against
+6.1 ms for the ``v2.functional`` loop; a PreAct ResNet-18 training step on such a batch took
+10.2 ms with it and 9.9 ms without.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from intriguing.datamodules import DataSourceError, ImageDataModule, build_datam
 from intriguing.datamodules.augment import CropFlipParams, RandomCropFlip, batch_seed
 
 from .cifar_files import use_cifar
+from .test_datamodule import Recorder, _trainer
 
 
 def reference(images: torch.Tensor, params: CropFlipParams, padding: int) -> torch.Tensor:
@@ -106,32 +107,6 @@ def test_bad_settings_name_their_key(tmp_path: Path, augment: dict, message: str
         build_datamodule({"data_dir": str(tmp_path), "augment": augment})
 
 
-class Recorder(pl.LightningModule):
-    """A linear model that records the batches each stage receives."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.layer = torch.nn.Linear(3 * 32 * 32, 10)
-        self.seen: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
-
-    def _record(self, stage: str, batch) -> torch.Tensor:
-        x, y = batch
-        self.seen[stage].append(x.detach().clone())
-        return torch.nn.functional.cross_entropy(self.layer(x.flatten(1)), y)
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._record("train", batch)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._record("val", batch)
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._record("test", batch)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def test_only_training_batches_are_augmented(tmp_path: Path, monkeypatch) -> None:
     use_cifar(monkeypatch, tmp_path, train=48, test=10)
     settings = {"random_crop_padding": 4, "horizontal_flip": True}
@@ -141,19 +116,18 @@ def test_only_training_batches_are_augmented(tmp_path: Path, monkeypatch) -> Non
     )  # fmt: skip
     assert datamodule.hparams["augment"] == settings
     pl.seed_everything(3, verbose=False)
-    model = Recorder()
-    trainer = pl.Trainer(
-        default_root_dir=tmp_path, accelerator="cpu", max_epochs=2, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+    model = Recorder(input_shape=(3, 32, 32))
+    trainer = _trainer(tmp_path, max_epochs=2)
     trainer.fit(model, datamodule=datamodule)
     trainer.test(model, datamodule=datamodule, verbose=False)
 
     val_images, _ = datamodule.tensors("val")
     test_images, _ = datamodule.tensors("test")
     # Sanity check and two validations, each over all 8 validation images: unchanged.
-    assert torch.equal(torch.cat(model.seen["val"]), val_images.repeat(3, 1, 1, 1))
-    assert torch.equal(torch.cat(model.seen["test"]), test_images)
+    seen = {stage: [x for epoch in sorted(by_epoch) for x in by_epoch[epoch]]
+            for stage, by_epoch in model.seen.items()}  # fmt: skip
+    assert torch.equal(torch.cat(seen["val"]), val_images.repeat(3, 1, 1, 1))
+    assert torch.equal(torch.cat(seen["test"]), test_images)
 
     # Training batches: the loader's batches, each augmented with the parameters of its own
     # seeded stream (run seed 3, rank 0, batches 0..5 of the fit), equal to v2's per image.
@@ -162,9 +136,32 @@ def test_only_training_batches_are_augmented(tmp_path: Path, monkeypatch) -> Non
     for epoch in range(2):
         loader.set_epoch(epoch)
         raw += [images for images, _ in loader]
-    assert len(raw) == len(model.seen["train"]) == 6
-    for index, (images, seen) in enumerate(zip(raw, model.seen["train"], strict=True)):
+    assert len(raw) == len(seen["train"]) == 6
+    for index, (images, trained) in enumerate(zip(raw, seen["train"], strict=True)):
         generator = torch.Generator().manual_seed(batch_seed(3, 0, index))
         params = augment.sample(len(images), device=images.device, generator=generator)
-        assert torch.equal(seen, reference(images, params, 4))
-        assert not torch.equal(seen, images)
+        assert torch.equal(trained, reference(images, params, 4))
+        assert not torch.equal(trained, images)
+
+
+def test_a_resumed_fit_augments_as_the_uninterrupted_one(tmp_path: Path, monkeypatch) -> None:
+    use_cifar(monkeypatch, tmp_path, train=40, test=4)
+
+    def fit(max_epochs: int, ckpt_path: str | None = None) -> tuple[Recorder, pl.Trainer]:
+        datamodule = ImageDataModule(
+            name="cifar10", data_dir=tmp_path, val_size=0, batch_size=16, on_device=False,
+            augment={"random_crop_padding": 4, "horizontal_flip": True},
+        )  # fmt: skip
+        pl.seed_everything(5, verbose=False)
+        model = Recorder(input_shape=(3, 32, 32))
+        trainer = _trainer(tmp_path, max_epochs=max_epochs, limit_val_batches=0)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        return model, trainer
+
+    whole, _ = fit(2)
+    _, first = fit(1)
+    first.save_checkpoint(tmp_path / "epoch1.ckpt")
+    resumed, _ = fit(2, ckpt_path=str(tmp_path / "epoch1.ckpt"))
+    assert list(resumed.seen["train"]) == [1]
+    for a, b in zip(resumed.seen["train"][1], whole.seen["train"][1], strict=True):
+        assert torch.equal(a, b)

@@ -90,14 +90,16 @@ def test_real_mnist_p2_with_subsets(real_mnist_dir: Path) -> None:
 class Recorder(pl.LightningModule):
     """Trains a linear model and records, per epoch, which examples each stage saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         super().__init__()
-        self.layer = torch.nn.Linear(784, 10)
+        self.input_shape = input_shape
+        self.layer = torch.nn.Linear(int(torch.tensor(input_shape).prod()), 10)
         self.seen: dict[str, dict[int, list[torch.Tensor]]] = {"train": {}, "val": {}, "test": {}}
 
     def _record(self, stage: str, batch) -> torch.Tensor:
         x, y = batch
-        assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.shape[1:] == (1, 28, 28)
+        assert x.dtype == torch.float32 and y.dtype == torch.int64
+        assert x.shape[1:] == self.input_shape
         self.seen[stage].setdefault(self.current_epoch, []).append(x.detach())
         return torch.nn.functional.cross_entropy(self.layer(x.flatten(1)), y)
 
