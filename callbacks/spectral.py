@@ -1,48 +1,113 @@
 """SpectralMonitor: the per-layer Lipschitz bounds of a model while it trains.
 
-Szegedy et al. (2013, Section 4.3) bound a network's instability by the product of its layers'
-operator norms. Logged every few epochs, these bounds show how weight decay and adversarial
+Szegedy et al. (2013, Section 4.3) bound a network's instability by its layers' operator
+norms. Logged every few epochs, these bounds show how weight decay and adversarial
 backfeeding change each layer's worst-case amplification, next to the empirical minimum
-distortion. The numbers come from :func:`analysis.spectral.network_bounds`.
+distortion. The numbers come from :func:`analysis.spectral.spectral_bounds`: stage by stage
+for the project's :class:`~trainers.stages.StagedNetwork`, composed over the traced graph of
+any other ``nn.Module`` (residual connections included).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
-from torch import Tensor
+from torch import Tensor, nn
 from typing_extensions import override
 
-from intriguing.analysis.spectral import SpectralBounds, network_bounds
+from intriguing.analysis.spectral import ModelBounds, SpectralBounds, spectral_bounds
 from intriguing.trainers.stages import StagedNetwork
 
 
-class SpectralMonitor(Callback):
-    """Logs ``spectral/<stage>`` and ``spectral/product`` every ``every_n_epochs`` epochs.
+def batch_input_shape(batch: Any, batch_key: str | int | None = None) -> tuple[int, ...]:
+    """Shape of one example of a batch's input (batch dimension dropped).
 
-    The bounds are those of ``pl_module.network`` (a :class:`~trainers.stages.StagedNetwork`)
-    in eval mode, computed after the epoch's training steps. Convolutions use Lanczos
-    iteration warm-started from the previous epoch's top singular vectors (``dense_limit=0``
-    by default), so each call costs a few dozen convolutions per layer. Every rank computes
-    the same numbers from the same weights and the same seed, with no collective calls;
-    scalars go through ``pl_module.log``, and rank zero also logs a ``wandb.Table`` of every
-    primitive layer when a :class:`~lightning.pytorch.loggers.WandbLogger` is attached.
+    ``batch`` is a tensor, a tuple or list (the input at index ``batch_key``, default 0) or a
+    mapping (the input under ``batch_key``, which must then be given). Raises ``ValueError``
+    naming ``batch_key`` when it does not fit the batch, and ``TypeError`` for other batches.
+    """
+    if isinstance(batch, Tensor):
+        value: Any = batch
+    elif isinstance(batch, Mapping):
+        if batch_key is None:
+            raise ValueError(
+                f"batch_key=None: batches are mappings with keys {sorted(map(str, batch))}; "
+                "pass the input's key as batch_key"
+            )
+        if batch_key not in batch:
+            raise ValueError(f"batch_key={batch_key!r}: not among the batch's keys {list(batch)}")
+        value = batch[batch_key]
+    elif isinstance(batch, Sequence) and not isinstance(batch, str):
+        index = 0 if batch_key is None else batch_key
+        if not isinstance(index, int) or not -len(batch) <= index < len(batch):
+            raise ValueError(
+                f"batch_key={batch_key!r}: batches are sequences of {len(batch)} items; "
+                "pass the input's position"
+            )
+        value = batch[index]
+    else:
+        raise TypeError(
+            f"batch of type {type(batch).__name__}: expected a tensor, a tuple or list, or a "
+            "mapping; pass input_shape= instead"
+        )
+    if not isinstance(value, Tensor) or value.dim() < 2:
+        raise ValueError(
+            f"batch_key={batch_key!r}: the batch's input must be a tensor of shape (B, ...), "
+            f"got {type(value).__name__}"
+            + (f" of shape {tuple(value.shape)}" if isinstance(value, Tensor) else "")
+        )
+    return tuple(int(d) for d in value.shape[1:])
+
+
+class SpectralMonitor(Callback):
+    """Logs every layer's Lipschitz bound and the model's, every ``every_n_epochs`` epochs.
+
+    Which module is bounded: ``module`` names a submodule of the LightningModule by its
+    dotted name (``"network"``, ``"model.backbone"``); by default it is ``pl_module.network``
+    when that is a :class:`~trainers.stages.StagedNetwork`, else the LightningModule itself
+    (its ``forward``). A StagedNetwork logs ``{prefix}<stage>`` and ``{prefix}product`` (the
+    paper's Table 5); any other module ``{prefix}<layer>`` for every bounded layer (its name
+    in the model; ``#2`` on a module's later calls) and ``{prefix}network``, the bound
+    composed over its ``torch.fx`` graph (residual sums add, see
+    :func:`~analysis.spectral.module_bounds`). A layer without a known bound is refused with
+    an error that names it and shows how to register one, before the first training step.
+
+    The bounds are those of the module in eval mode, computed after the epoch's training
+    steps, at ``input_shape`` (one example's shape; by default the StagedNetwork's own, or
+    that of the first training batch's input: the batch itself, its item 0, or
+    ``batch[batch_key]``). Operator norms use Lanczos iteration warm-started from the
+    previous epoch's top singular vectors (``dense_limit=0`` by default). Every rank computes
+    the same numbers from the same weights and seed, with no collective calls; scalars go
+    through ``pl_module.log``, and rank zero also logs a ``wandb.Table`` of every layer when a
+    :class:`~lightning.pytorch.loggers.WandbLogger` is attached.
 
     Args:
         every_n_epochs: compute after every n-th training epoch.
-        dense_limit, tol, max_iter: passed to :func:`~analysis.spectral.network_bounds`.
+        module: dotted name of the submodule to bound (``None``: see above).
+        input_shape: shape of one example at that module's input (``None``: see above).
+        batch_key: where the input is in a batch (an index, or a mapping's key).
+        dense_limit, tol, max_iter: passed to :func:`~analysis.spectral.spectral_bounds`.
         seed: seed of the first starting vectors.
         log_table: log the per-layer table to W&B (rank zero).
         prefix: prefix of the logged names.
+
+    Raises:
+        ValueError: an argument out of range (the message names it); at setup or the first
+            batch, a ``module`` the LightningModule lacks, a batch without its input at
+            ``batch_key``, or a model without a bound (``LipschitzBoundError``).
     """
 
     def __init__(
         self,
         every_n_epochs: int = 1,
         *,
+        module: str | None = None,
+        input_shape: Sequence[int] | None = None,
+        batch_key: str | int | None = None,
         dense_limit: int = 0,
         tol: float = 1e-6,
         max_iter: int = 300,
@@ -53,33 +118,74 @@ class SpectralMonitor(Callback):
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs={every_n_epochs}: must be at least 1")
+        if module is not None and (not isinstance(module, str) or not module):
+            raise ValueError(f"module={module!r}: must be a submodule's dotted name or None")
+        if input_shape is not None:
+            shape = tuple(input_shape)
+            if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+                raise ValueError(
+                    f"input_shape={input_shape!r}: must be positive sizes of one example"
+                )
+        if batch_key is not None and not isinstance(batch_key, str | int):
+            raise ValueError(f"batch_key={batch_key!r}: must be an index, a key or None")
+        if dense_limit < 0:
+            raise ValueError(f"dense_limit={dense_limit}: must be at least 0")
+        if not tol > 0:
+            raise ValueError(f"tol={tol}: must be positive")
+        if max_iter < 1:
+            raise ValueError(f"max_iter={max_iter}: must be at least 1")
         self.every_n_epochs = every_n_epochs
+        self.module = module
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.batch_key = batch_key
         self.dense_limit, self.tol, self.max_iter, self.seed = dense_limit, tol, max_iter, seed
         self.log_table = log_table
         self.prefix = prefix
         self.vectors: dict[str, Tensor] = {}
         self.history: list[dict[str, float]] = []
-        self.last: SpectralBounds | None = None
+        self.last: SpectralBounds | ModelBounds | None = None
+        self._batch_shape: tuple[int, ...] | None = None
+        self._checked = False
 
     @property
     @override
     def state_key(self) -> str:
         return self._generate_state_key(every_n_epochs=self.every_n_epochs, prefix=self.prefix)
 
-    @staticmethod
-    def _network(pl_module: pl.LightningModule) -> StagedNetwork:
-        network = getattr(pl_module, "network", None)
-        if not isinstance(network, StagedNetwork):
+    def target(self, pl_module: pl.LightningModule) -> nn.Module:
+        """The module whose bounds are logged (see the class docstring)."""
+        if self.module is None:
+            network = getattr(pl_module, "network", None)
+            if isinstance(network, StagedNetwork):
+                return network
+            if type(pl_module).forward is pl.LightningModule.forward:
+                raise ValueError(
+                    f"module=None: {type(pl_module).__name__} defines no forward() to bound; "
+                    "pass module= the dotted name of the submodule that computes its output"
+                )
+            return pl_module
+        try:
+            return pl_module.get_submodule(self.module)
+        except AttributeError as error:
             raise ValueError(
-                f"SpectralMonitor needs a module whose .network is a StagedNetwork; "
-                f"{type(pl_module).__name__}.network is {type(network).__name__}"
-            )
-        return network
+                f"module={self.module!r}: {type(pl_module).__name__} has no such submodule "
+                f"({error})"
+            ) from error
 
-    def compute(self, network: StagedNetwork) -> SpectralBounds:
-        """The bounds of ``network`` now, warm-started from (and updating) ``self.vectors``."""
-        return network_bounds(
-            network,
+    def _shape(self, target: nn.Module) -> tuple[int, ...] | None:
+        if self.input_shape is not None:
+            return self.input_shape
+        if isinstance(target, StagedNetwork):
+            return target.input_shape
+        return self._batch_shape
+
+    def compute(
+        self, module: nn.Module, input_shape: Sequence[int] | None = None
+    ) -> SpectralBounds | ModelBounds:
+        """The bounds of ``module`` now, warm-started from (and updating) ``self.vectors``."""
+        return spectral_bounds(
+            module,
+            input_shape,
             warm_start=self.vectors,
             dense_limit=self.dense_limit,
             tol=self.tol,
@@ -87,17 +193,38 @@ class SpectralMonitor(Callback):
             seed=self.seed,
         )
 
+    def _check(self, pl_module: pl.LightningModule) -> None:
+        # Refuse an unsupported model before training starts, and find the starting vectors.
+        target = self.target(pl_module)
+        shape = self._shape(target)
+        if shape is not None:
+            self.compute(target, None if isinstance(target, StagedNetwork) else shape)
+            self._checked = True
+
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Refuse an unsupported model before training starts, and find the starting vectors.
         if stage == "fit":
-            self.compute(self._network(pl_module))
+            self._checked = False
+            self._check(pl_module)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._checked:
+            return
+        self._batch_shape = batch_input_shape(batch, self.batch_key)
+        self._check(pl_module)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        bounds = self.compute(self._network(pl_module))
+        target = self.target(pl_module)
+        shape = self._shape(target)
+        if shape is None:  # no training batch has been seen
+            return
+        bounds = self.compute(target, None if isinstance(target, StagedNetwork) else shape)
         self.last = bounds
         values = bounds.summary(self.prefix)
         self.history.append({"epoch": float(trainer.current_epoch), **values})
@@ -115,9 +242,12 @@ class SpectralMonitor(Callback):
         return {
             "vectors": dict(self.vectors),
             "history": [dict(entry) for entry in self.history],
+            "batch_shape": None if self._batch_shape is None else list(self._batch_shape),
         }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.vectors = dict(state_dict.get("vectors", {}))
         self.history = [dict(entry) for entry in state_dict.get("history", [])]
+        shape = state_dict.get("batch_shape")
+        self._batch_shape = None if shape is None else tuple(int(d) for d in shape)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import lightning
 import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from intriguing.analysis.spectral import network_bounds
+from intriguing.analysis.spectral import LipschitzBoundError, module_bounds, network_bounds
 from intriguing.callbacks import SpectralMonitor
 from intriguing.trainers import ImageClassifier
 
@@ -29,6 +30,21 @@ def tiny_loader() -> DataLoader:
     labels = torch.arange(48) % 3
     images[labels == 0, :, :4] += 0.5
     return DataLoader(TensorDataset(images.clamp(0, 1), labels), batch_size=16)
+
+
+class DictDataset(torch.utils.data.Dataset):
+    def __init__(self) -> None:
+        self.images, self.labels = tiny_loader().dataset.tensors
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"image": self.images[index], "label": self.labels[index]}
+
+
+def dict_loader() -> DataLoader:
+    return DataLoader(DictDataset(), batch_size=16)
 
 
 def classifier() -> ImageClassifier:
@@ -111,8 +127,91 @@ def test_monitor_logs_a_layer_table_to_wandb(tmp_path: Path, monkeypatch) -> Non
     wandb.finish()
 
 
-def test_monitor_refuses_a_module_without_a_staged_network(tmp_path: Path) -> None:
-    class Plain(pl.LightningModule):
+class Normalize(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.5]).view(1, 1, 1))
+        self.register_buffer("std", torch.tensor([0.25]).view(1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class UserModule(lightning.LightningModule):
+    """A LightningModule that knows nothing of this project: a small CNN with batch norm, a
+    residual connection and normalisation inside, trained on ``(x, y)`` or dict batches."""
+
+    def __init__(self, batch_key: str | None = None) -> None:
+        super().__init__()
+        self.batch_key = batch_key
+        self.net = torch.nn.Sequential(
+            Normalize(),
+            torch.nn.Conv2d(1, 4, 3, padding=1),
+            torch.nn.BatchNorm2d(4),
+            torch.nn.ReLU(),
+        )
+        self.skip = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.net(x)
+        h = torch.nn.functional.max_pool2d(h + self.skip(h), 2)
+        return self.head(h.flatten(1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = (batch[self.batch_key], batch["label"]) if self.batch_key else batch
+        return torch.nn.functional.cross_entropy(self(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def test_monitor_logs_the_bounds_of_any_lightning_module(tmp_path: Path) -> None:
+    monitor = SpectralMonitor()
+    model = UserModule()
+    run = lightning.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        callbacks=[monitor],
+        logger=CSVLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    run.fit(model, tiny_loader())
+    exact = module_bounds(model, (1, 8, 8), dense_limit=10_000)
+    logged = {k: float(v) for k, v in run.callback_metrics.items() if k.startswith("spectral/")}
+    assert set(logged) == set(exact.summary())
+    assert {"spectral/network", "spectral/net.1", "spectral/net.0.truediv"} <= set(logged)
+    assert logged["spectral/network"] == pytest.approx(exact.network, rel=1e-4)
+    assert logged["spectral/net.0.truediv"] == pytest.approx(4.0)
+    # The residual sum adds its branches: not the product of the layers' bounds.
+    by_name = {layer.name: layer.bound for layer in exact.layers}
+    trunk = math.prod(by_name[f"net.{i}"] for i in (1, 2, 3)) * by_name["net.0.truediv"]
+    assert exact.network == pytest.approx(trunk * (1 + by_name["skip"]) * by_name["head"])
+    assert [entry["epoch"] for entry in monitor.history] == [0.0, 1.0]
+    metrics = (Path(run.logger.log_dir) / "metrics.csv").read_text().splitlines()
+    assert "spectral/network" in metrics[0].split(",")
+
+
+def test_monitor_takes_a_submodule_and_dict_batches(tmp_path: Path) -> None:
+    monitor = SpectralMonitor(module="net", batch_key="image")
+    run = trainer(tmp_path, 1, monitor)
+    run.fit(UserModule(batch_key="image"), dict_loader())
+    assert set(run.callback_metrics) >= {"spectral/network", "spectral/1", "spectral/0.truediv"}
+    assert monitor.last is not None and monitor.last.input_shape == (1, 8, 8)
+
+
+def test_monitor_errors_name_the_argument_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="module='missing'"):
+        trainer(tmp_path, 1, SpectralMonitor(module="missing")).fit(UserModule(), tiny_loader())
+    with pytest.raises(ValueError, match="batch_key=None"):
+        trainer(tmp_path, 1, SpectralMonitor()).fit(UserModule(batch_key="image"), dict_loader())
+    with pytest.raises(ValueError, match="input_shape="):
+        SpectralMonitor(input_shape=(1, 0, 8))
+
+    class Plain(pl.LightningModule):  # no forward(): which module to bound must be named
         def __init__(self) -> None:
             super().__init__()
             self.layer = torch.nn.Linear(64, 3)
@@ -123,8 +222,30 @@ def test_monitor_refuses_a_module_without_a_staged_network(tmp_path: Path) -> No
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    with pytest.raises(ValueError, match="StagedNetwork"):
+    with pytest.raises(ValueError, match=r"module=None: Plain defines no forward\(\)"):
         trainer(tmp_path, 1, SpectralMonitor()).fit(Plain(), tiny_loader())
+    # Named with its input shape, its one layer is bounded.
+    monitor, plain = SpectralMonitor(module="layer", input_shape=(64,)), Plain()
+    trainer(tmp_path, 1, monitor).fit(plain, tiny_loader())
+    weight_norm = float(torch.linalg.matrix_norm(plain.layer.weight.detach().double(), 2))
+    assert monitor.history[0]["spectral/network"] == pytest.approx(weight_norm, rel=1e-9)
+    assert monitor.history[0]["spectral/Linear"] == pytest.approx(weight_norm, rel=1e-9)
+
+
+def test_monitor_refuses_a_layer_without_a_bound_before_the_first_step(tmp_path: Path) -> None:
+    class Attention(UserModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = torch.nn.MultiheadAttention(3, 1, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = super().forward(x).unsqueeze(1)
+            return self.attn(logits, logits, logits)[0].squeeze(1)
+
+    run = trainer(tmp_path, 1, SpectralMonitor())
+    with pytest.raises(LipschitzBoundError, match=r"module 'attn' \(MultiheadAttention\)"):
+        run.fit(Attention(), tiny_loader())
+    assert run.global_step == 0
 
 
 DDP_SCRIPT = """
