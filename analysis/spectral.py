@@ -1626,6 +1626,12 @@ class _BoundInterpreter(fx.Interpreter):
         return BoundContext(key, **self.settings)
 
     def run_node(self, n: fx.Node) -> Any:
+        if n.op == "call_module":  # name an unknown module before running it
+            module = self.fetch_attr(str(n.target))
+            depends = any(self.bounds[node] is not None for node in n.all_input_nodes)
+            if depends and _registration(module) is None:
+                name = str(n.target) or self.root_name
+                raise _unknown_module(f"{self.stage}.{name}" if self.stage else name, module)
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         value = super().run_node(n)
         self.bounds[n] = self._bound(n, args, kwargs, value)
@@ -1668,8 +1674,6 @@ class _BoundInterpreter(fx.Interpreter):
         target = str(n.target)
         module = self.fetch_attr(target)
         name = target or self.root_name
-        if _registration(module) is None:
-            raise _unknown_module(f"{self.stage}.{name}" if self.stage else name, module)
         pairs = [
             (v, b)
             for v, b in zip(
@@ -1846,13 +1850,17 @@ def _trace(
         interpreter.run(example)
     except LipschitzBoundError as error:  # without the graph that torch.fx appends
         raise LipschitzBoundError(error.message) from error.__cause__
-    except RuntimeError as error:
+    except (RuntimeError, TypeError) as error:
         if "Expected positional argument" in str(error):
             raise LipschitzBoundError(
                 f"{root_name} ({type(module).__name__}): its forward takes more than one input; "
                 "bounds are for a module of one input tensor"
             ) from error
-        raise
+        reason = str(error).split("\n")[0]
+        raise ValueError(
+            f"input_shape={tuple(input_shape)}: {root_name} ({type(module).__name__}) cannot "
+            f"run on a batch of shape {tuple(example.shape)}: {reason}"
+        ) from error
     if interpreter.network is None:
         raise LipschitzBoundError(
             f"{root_name} ({type(module).__name__}): its output does not depend on its input"

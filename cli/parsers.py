@@ -299,14 +299,44 @@ def _spectral(subparsers: argparse._SubParsersAction) -> None:
         "spectral",
         help="per-layer upper bounds on the Lipschitz constant of a trained model (Table 5)",
         description=(
-            "Print, in the layout of Szegedy et al. (2013)'s Table 5, each layer's upper bound on "
-            "its Lipschitz constant (L2 operator norm) at the input shape it sees, and their "
-            "product: exact norms for fully connected and convolutional layers (the paper's "
-            "Fourier-domain bound beside the latter), sqrt of the window overlap for max pooling, "
-            "1 for ReLU, 1/4 for the sigmoid."
+            "Print each layer's upper bound on its Lipschitz constant (L2 operator norm) at the "
+            "input shape it sees, and the model's: for the project's checkpoints, the layout of "
+            "Szegedy et al. (2013)'s Table 5 (the product over stages); for any other module, "
+            "the bound composed over its traced graph (residual branches add). Exact norms for "
+            "fully connected and convolutional layers (the paper's Fourier-domain bound beside "
+            "the latter), sqrt of the window overlap for max pooling, 1 for ReLU, 1/4 for the "
+            "sigmoid. A layer without a known bound is named, with how to register one."
         ),
     )
-    parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="an ImageClassifier checkpoint")
+    source.add_argument(
+        "--model",
+        metavar="MODULE:FACTORY",
+        help="any nn.Module: FACTORY() from an importable module or a .py file "
+        "(e.g. torchvision.models:resnet18); needs --input-shape",
+    )
+    parser.add_argument(
+        "--state-dict",
+        metavar="PATH",
+        help="with --model: weights to load (a state dict, or a Lightning checkpoint's)",
+    )
+    parser.add_argument(
+        "--input-shape",
+        metavar="C,H,W",
+        help="with --model: the shape of one example at the bounded module's input",
+    )
+    parser.add_argument(
+        "--module",
+        metavar="NAME",
+        help="with --model: bound this submodule (dotted name) instead of the whole model",
+    )
+    parser.add_argument(
+        "--fourier",
+        action="store_true",
+        help="with --model: also the Fourier-domain bound of 2-d convolutions (slow for wide "
+        "layers; always computed for --checkpoint)",
+    )
     parser.add_argument("--markdown", metavar="OUT.md", help="also write the tables here")
     parser.add_argument("--json", metavar="OUT.json", help="also write every layer's record here")
     add_wandb_arguments(parser)

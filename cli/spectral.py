@@ -1,67 +1,179 @@
-"""``intriguing spectral --checkpoint CKPT``: each layer's upper Lipschitz bound (Table 5)."""
+"""``intriguing spectral``: each layer's upper Lipschitz bound (Table 5), of a checkpoint of
+the project's classifiers or of any ``nn.Module`` a factory builds (the parser is in
+:mod:`intriguing.cli.parsers`).
+
+::
+
+    intriguing spectral --checkpoint CKPT
+    intriguing spectral --model torchvision.models:resnet18 --input-shape 3,32,32
+    intriguing spectral --model my_project/nets.py:build --state-dict weights.pt \\
+        --input-shape 3,32,32 [--module backbone]
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from intriguing.analysis.spectral import SpectralBounds, network_bounds
-from intriguing.cli.parsers import add_wandb_arguments
 from intriguing.cli.tracking import analysis_run
-from intriguing.trainers import load_classifier
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "spectral",
-        help="per-layer upper bounds on the Lipschitz constant of a trained model (Table 5)",
-        description=(
-            "Print, in the layout of Szegedy et al. (2013)'s Table 5, each layer's upper bound on "
-            "its Lipschitz constant (L2 operator norm) at the input shape it sees, and their "
-            "product: exact norms for fully connected and convolutional layers (the paper's "
-            "Fourier-domain bound beside the latter), sqrt of the window overlap for max pooling, "
-            "1 for ReLU, 1/4 for the sigmoid."
-        ),
-    )
-    parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
-    parser.add_argument("--markdown", metavar="OUT.md", help="also write the tables here")
-    parser.add_argument("--json", metavar="OUT.json", help="also write every layer's record here")
-    add_wandb_arguments(parser)
-    parser.add_argument(
-        "--dense-limit",
-        type=int,
-        default=1024,
-        help="exact Gram eigenvalues when an operator's smaller side is at most this long, "
-        "else Lanczos iteration (default 1024)",
-    )
-    parser.add_argument(
-        "--tol", type=float, default=1e-7, help="Lanczos relative tolerance (default 1e-7)"
-    )
-    parser.set_defaults(handler=run)
+    from intriguing.analysis.spectral import ModelBounds, SpectralBounds
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_classifier(args.checkpoint)
-    bounds = network_bounds(model.network, dense_limit=args.dense_limit, tol=args.tol)
-    shape = "x".join(str(d) for d in model.network.input_shape)
-    family = model.model_config.get("family", "?")
-    text = (
-        f"Upper Lipschitz bounds (L2) of {Path(args.checkpoint).name} "
-        f"({family} network, inputs {shape}):\n\n{bounds.to_markdown()}"
-    )
+    from intriguing.analysis.spectral import LipschitzBoundError
+
+    try:
+        if args.checkpoint:
+            bounds, title, config = _checkpoint_bounds(args)
+        else:
+            bounds, title, config = _model_bounds(args)
+    except (LipschitzBoundError, UsageError) as error:
+        print(f"intriguing spectral: error: {error}", file=sys.stderr)
+        return 2
+    text = f"{title}:\n\n{bounds.to_markdown()}"
     print(text, end="", flush=True)
     if args.markdown:
         _write(Path(args.markdown), text)
     if args.json:
-        record = {"checkpoint": str(args.checkpoint), **bounds.summary(), "layers": bounds.rows()}
+        source = {"checkpoint": str(args.checkpoint)} if args.checkpoint else config
+        record = {**source, **bounds.summary(), "layers": bounds.rows()}
         _write(Path(args.json), json.dumps(record, indent=2) + "\n")
-    config = {"checkpoint": str(args.checkpoint), "family": family, "tol": args.tol}
-    with analysis_run(args, job_type="spectral", config=config) as run:
-        if run is not None:
-            _log(run, bounds)
+    with analysis_run(args, job_type="spectral", config=config) as wandb_run:
+        if wandb_run is not None:
+            _log(wandb_run, bounds)
     return 0
+
+
+class UsageError(Exception):
+    """A ``--model`` option that cannot be served (reported in one line, exit status 2)."""
+
+
+def _checkpoint_bounds(args: argparse.Namespace) -> tuple[SpectralBounds, str, dict[str, Any]]:
+    from intriguing.analysis.spectral import network_bounds
+    from intriguing.trainers import load_classifier
+
+    for option in ("state_dict", "input_shape", "module"):
+        if getattr(args, option):
+            raise UsageError(f"--{option.replace('_', '-')} goes with --model, not --checkpoint")
+    model = load_classifier(args.checkpoint)
+    bounds = network_bounds(model.network, dense_limit=args.dense_limit, tol=args.tol)
+    shape = "x".join(str(d) for d in model.network.input_shape)
+    family = model.model_config.get("family", "?")
+    title = (
+        f"Upper Lipschitz bounds (L2) of {Path(args.checkpoint).name} "
+        f"({family} network, inputs {shape})"
+    )
+    config = {"checkpoint": str(args.checkpoint), "family": family, "tol": args.tol}
+    return bounds, title, config
+
+
+def _model_bounds(
+    args: argparse.Namespace,
+) -> tuple[SpectralBounds | ModelBounds, str, dict[str, Any]]:
+    from intriguing.analysis.spectral import spectral_bounds
+    from intriguing.trainers.stages import StagedNetwork
+
+    model = build_model(args.model)
+    if args.state_dict:
+        load_weights(model, Path(args.state_dict))
+    target = model
+    if args.module:
+        try:
+            target = model.get_submodule(args.module)
+        except AttributeError as error:
+            raise UsageError(f"--module {args.module}: {error}") from error
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    if shape is None and not isinstance(target, StagedNetwork):
+        raise UsageError("--input-shape C,H,W is needed with --model (one example's shape)")
+    try:
+        bounds = spectral_bounds(
+            target, shape, dense_limit=args.dense_limit, tol=args.tol, fourier=args.fourier
+        )
+    except ValueError as error:  # an input shape the model cannot take, no bound, ...
+        raise UsageError(str(error)) from error
+    name = f"{args.model}" + (f" ({args.module})" if args.module else "")
+    inputs = "x".join(str(d) for d in (shape or target.input_shape))  # type: ignore[union-attr]
+    config = {
+        "model": args.model,
+        "state_dict": args.state_dict,
+        "module": args.module,
+        "input_shape": inputs,
+        "tol": args.tol,
+    }
+    return bounds, f"Upper Lipschitz bounds (L2) of {name}, inputs {inputs}", config
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"3,32,32"`` (or ``"3x32x32"``) as ``(3, 32, 32)``; ``UsageError`` if it is not."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        shape = tuple(int(part) for part in parts)
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise UsageError(f"--input-shape {text}: expected positive sizes such as 3,32,32")
+    return shape
+
+
+def build_model(spec: str) -> nn.Module:
+    """``FACTORY()`` for ``spec`` = ``MODULE:FACTORY``, ``MODULE`` importable or a ``.py``
+    file. Raises ``UsageError`` when it cannot be found or does not return an ``nn.Module``."""
+    from torch import nn
+
+    module_name, _, factory_name = spec.partition(":")
+    if not module_name or not factory_name:
+        raise UsageError(
+            f"--model {spec}: expected MODULE:FACTORY, e.g. torchvision.models:resnet18"
+        )
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise UsageError(f"--model {spec}: no such file {path}")
+            loaded = importlib.util.spec_from_file_location(path.stem, path)
+            if loaded is None or loaded.loader is None:
+                raise UsageError(f"--model {spec}: cannot load {path}")
+            module = importlib.util.module_from_spec(loaded)
+            loaded.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"--model {spec}: {error}") from error
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise UsageError(f"--model {spec}: {module_name} has no callable {factory_name!r}")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise UsageError(
+            f"--model {spec}: {factory_name}() returned {type(model).__name__}, not an nn.Module"
+        )
+    return model
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a state dict (or a Lightning checkpoint's ``state_dict``) into ``model``
+    (``weights_only``, strict). Raises ``UsageError`` when it does not fit."""
+    import torch
+
+    if not path.is_file():
+        raise UsageError(f"--state-dict {path}: no such file")
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    state = content.get("state_dict", content) if isinstance(content, dict) else None
+    if not isinstance(state, dict):
+        raise UsageError(f"--state-dict {path}: not a state dict ({type(content).__name__})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise UsageError(f"--state-dict {path}: does not fit the model: {error}") from error
 
 
 def _write(path: Path, text: str) -> None:
@@ -70,8 +182,8 @@ def _write(path: Path, text: str) -> None:
     print(f"wrote {path}")
 
 
-def _log(run: Any, bounds: SpectralBounds) -> None:
-    """The per-layer table and the per-stage and product values, to a W&B run."""
+def _log(run: Any, bounds: SpectralBounds | ModelBounds) -> None:
+    """The per-layer table and the per-stage (or per-layer) and network values, to W&B."""
     import wandb
 
     rows = bounds.rows()
