@@ -1865,7 +1865,35 @@ def _trace(
         raise LipschitzBoundError(
             f"{root_name} ({type(module).__name__}): its output does not depend on its input"
         )
+    _check_per_example(traced, tuple(input_shape), device, dtype, root_name)
     return interpreter.layers, interpreter.network
+
+
+def _check_per_example(
+    traced: fx.GraphModule,
+    input_shape: tuple[int, ...],
+    device: torch.device,
+    dtype: torch.dtype,
+    root_name: str,
+) -> None:
+    """Refuse a model whose output for one example changes with another example of its batch
+    (an operation across the batch that keeps its shape, such as a softmax over dimension 0):
+    the bounds are per example. Two random batches that differ in their second example only."""
+    generator = torch.Generator().manual_seed(0)
+    first = torch.randn(_TRACE_BATCH, *input_shape, generator=generator)
+    second = first.clone()
+    second[1:] = torch.randn(_TRACE_BATCH - 1, *input_shape, generator=generator)
+    outputs = [_leaves(traced(batch.to(device=device, dtype=dtype))) for batch in (first, second)]
+    tolerance = 1e-4 if dtype in (torch.float32, torch.float64) else 0.05
+    for a, b in zip(*outputs, strict=True):
+        if not (isinstance(a, Tensor) and a.is_floating_point() and a.dim() > 0):
+            continue
+        scale = 1.0 + float(a[0].abs().max()) if a[0].numel() else 1.0
+        if not torch.allclose(a[0], b[0], rtol=tolerance, atol=tolerance * scale):
+            raise LipschitzBoundError(
+                f"{root_name}: the output for one example changes with the other examples of "
+                "its batch (an operation across the batch dimension); the bounds are per example"
+            )
 
 
 def _settings(

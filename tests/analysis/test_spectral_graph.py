@@ -305,6 +305,13 @@ def test_operations_that_mix_a_batch_are_refused() -> None:
     with pytest.raises(LipschitzBoundError, match="mixes the examples"):
         module_bounds(Mixer(), (3,))
 
+    class AcrossBatch(nn.Module):  # keeps the shape: found by running two batches
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(x, dim=0)
+
+    with pytest.raises(LipschitzBoundError, match="changes with the other examples"):
+        module_bounds(AcrossBatch(), (3,))
+
 
 def test_functional_pooling_and_global_average() -> None:
     class Head(nn.Module):
