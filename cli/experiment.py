@@ -11,9 +11,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from intriguing.analysis.robustness import evaluate_robustness
@@ -42,11 +45,20 @@ from intriguing.trainers import (
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 WANDB_ID_FILE = "wandb_id.txt"
+_log = logging.getLogger(__name__)
 
 
 @dataclass
 class RunSummary:
-    """What a finished run measured and where it put its files."""
+    """What a finished run measured and where it put its files.
+
+    ``checkpoint`` is the model at the end of the last training epoch (``last.ckpt``), the
+    model every figure of ``metrics`` was measured on and the one everything that loads "the
+    run's model" reads; ``best_checkpoint`` is the best one by ``checkpoint.monitor`` on the
+    validation split (``best-epochNNN.ckpt``; ``None`` without a validation split). ``error``
+    names the after-training step that failed (test, evaluation) and why; a summary with an
+    error is not a finished run (:func:`find_finished_run` skips it).
+    """
 
     name: str
     run_dir: str
@@ -56,6 +68,8 @@ class RunSummary:
     seconds: float = 0.0
     epochs: int = 0
     fingerprint: str = ""
+    best_checkpoint: str | None = None
+    error: str | None = None
 
     def save(self) -> None:
         with atomic_output(Path(self.run_dir) / SUMMARY_FILE, "w") as stream:
@@ -95,6 +109,7 @@ def find_finished_run(config: DictConfig) -> RunSummary | None:
             continue  # an unreadable summary is not a finished run
         if (
             summary.fingerprint == wanted
+            and summary.error is None
             and summary.checkpoint
             and Path(summary.checkpoint).is_file()
         ):
@@ -193,6 +208,26 @@ def build_trainer(
         optional.update(limit_val_batches=0, num_sanity_val_steps=0)
     if section["enable_progress_bar"]:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=section["progress_bar_refresh_rate"])]
+    try:
+        return _trainer(section, run_dir, callbacks, logger, max_epochs, optional)
+    except (ValueError, MisconfigurationException, ImportError) as error:
+        # Lightning refuses what the machine or the installed packages cannot serve (an
+        # unknown precision, bf16 on a GPU without it, transformer-engine not installed, an
+        # accelerator that is not there) when the Trainer is made: before any training.
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        key = "precision" if "precision" in message.lower() else None
+        named = f"trainer.{key}={section[key]}" if key else "trainer"
+        raise ConfigError(f"{named}: {message}") from None
+
+
+def _trainer(
+    section: dict[str, Any],
+    run_dir: Path,
+    callbacks: list[Callback],
+    logger: Logger | None,
+    max_epochs: int | None,
+    optional: dict[str, Any],
+) -> pl.Trainer:
     return pl.Trainer(
         max_epochs=max_epochs if max_epochs is not None else section["max_epochs"],
         max_steps=section["max_steps"],
@@ -243,18 +278,48 @@ def training_callbacks(config: DictConfig) -> list[Callback]:
     return callbacks
 
 
-def _checkpoint_callback(config: DictConfig, run_dir: Path, has_validation: bool) -> Callback:
+LAST_CHECKPOINT = "last"
+BEST_CHECKPOINT = "best-epoch{epoch:03d}"
+
+
+def checkpoint_callbacks(
+    config: DictConfig, run_dir: Path, has_validation: bool
+) -> tuple[ModelCheckpoint, ModelCheckpoint | None]:
+    """(final, best): where the run keeps its model at the end of every training epoch, and its
+    best models by ``checkpoint.monitor`` (``None`` without a validation split or monitor).
+
+    Two callbacks, because one cannot do both: with a monitor, Lightning 2.6's ``save_last``
+    writes ``last.ckpt`` only when a top-k checkpoint is written in the same step, i.e. when
+    the monitored metric improves, so ``last.ckpt`` was the best epoch's model (epoch 7 of
+    20 in the demo) beside figures measured on the final one. The final callback monitors
+    nothing and overwrites one file at the end of every training epoch (after that epoch's
+    validation): ``last.ckpt`` with ``checkpoint.save_last`` (what ``resume=last`` finds),
+    else ``epochNNN.ckpt``. The best ones are ``best-epochNNN.ckpt``.
+    """
     section = config.checkpoint
-    monitor = section.monitor if has_validation else None
-    return ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="epoch{epoch:03d}",
+    directory = run_dir / "checkpoints"
+    final = ModelCheckpoint(
+        dirpath=directory,
+        filename=LAST_CHECKPOINT if section.save_last else "epoch{epoch:03d}",
         auto_insert_metric_name=False,
-        monitor=monitor,
-        mode=section.mode,
-        save_top_k=section.save_top_k if monitor else 1,
-        save_last=section.save_last,
+        monitor=None,
+        save_top_k=1,
+        save_last=False,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
     )
+    if not (has_validation and section.monitor and section.save_top_k != 0):
+        return final, None
+    best = ModelCheckpoint(
+        dirpath=directory,
+        filename=BEST_CHECKPOINT,
+        auto_insert_metric_name=False,
+        monitor=section.monitor,
+        mode=section.mode,
+        save_top_k=section.save_top_k,
+        save_last=False,
+    )
+    return final, best
 
 
 def pretrain_autoencoder(
@@ -330,10 +395,12 @@ def run_experiment(
     datamodule = build_datamodule(to_container(config)["data"])
     module = build_classifier(config, datamodule, run_dir, resuming=resume_checkpoint is not None)
     has_validation = config.data.val_size > 0
-    checkpointing = config.checkpoint.enabled
-    callbacks: list[Callback] = (
-        [_checkpoint_callback(config, run_dir, has_validation)] if checkpointing else []
+    final, best = (
+        checkpoint_callbacks(config, run_dir, has_validation)
+        if config.checkpoint.enabled
+        else (None, None)
     )
+    callbacks: list[Callback] = [c for c in (final, best) if c is not None]
     callbacks += training_callbacks(config)
     callbacks += extra_callbacks or []
 
@@ -353,29 +420,54 @@ def run_experiment(
         ckpt_path=str(resume_checkpoint) if resume_checkpoint else None,
     )
     metrics = _scalars(trainer.callback_metrics)
-    test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)
-    metrics.update(_scalars(test_metrics[0] if test_metrics else {}))
+    errors: list[str] = []
+    with _recorded("test", errors):
+        test_metrics = trainer.test(module, datamodule=datamodule, verbose=False)
+        metrics.update(_scalars(test_metrics[0] if test_metrics else {}))
     if config.evaluation.subset and trainer.is_global_zero:
-        robustness = evaluate(config, module, datamodule)
-        metrics.update(robustness)
-        if logger is not None:
-            logger.log_metrics(robustness)
-    checkpoint = _last_checkpoint(callbacks[0]) if checkpointing else None
+        with _recorded("evaluation", errors):
+            robustness = evaluate(config, module, datamodule)
+            metrics.update(robustness)
+            if logger is not None:
+                logger.log_metrics(robustness)
     summary = RunSummary(
         name=config.name,
         run_dir=str(run_dir),
-        checkpoint=checkpoint,
+        checkpoint=_saved(final),
         metrics=metrics,
         logs=tracking.run_location(logger) if trainer.is_global_zero else None,
         seconds=time.perf_counter() - started,
         epochs=trainer.current_epoch,
         fingerprint=fingerprint(config),
+        best_checkpoint=_saved(best),
+        error="; ".join(errors) or None,
     )
     if logger is not None and trainer.is_global_zero:
         logger.log_metrics({"run/seconds": summary.seconds})
     _save_on_rank_zero(summary)
     tracking.finish(logger)
+    if summary.error:
+        raise RunError(
+            f"{config.name}: trained, but {summary.error} (recorded in {run_dir / SUMMARY_FILE})"
+        )
     return summary
+
+
+class RunError(RuntimeError):
+    """A run trained (its checkpoints are written) but a step after training failed; its
+    ``summary.json`` is written all the same, with the error in ``error``."""
+
+
+@contextmanager
+def _recorded(step: str, errors: list[str]) -> Iterator[None]:
+    """Run an after-training step; a failure is kept as one line in ``errors``, not raised,
+    so that the run's summary is always written."""
+    try:
+        yield
+    except Exception as error:  # any failure: it goes into summary.json, then RunError
+        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        errors.append(f"{step} failed ({type(error).__name__}: {text})")
+        _log.debug("%s failed", step, exc_info=True)  # the traceback, for debug logging
 
 
 def evaluate(
@@ -418,12 +510,11 @@ def _write_on_rank_zero(path: Path, text: str) -> None:
         stream.write(text)
 
 
-def _last_checkpoint(callback: Callback) -> str | None:
-    assert isinstance(callback, ModelCheckpoint)
-    for path in (callback.last_model_path, callback.best_model_path):
-        if path:
-            return path
-    return None
+def _saved(callback: ModelCheckpoint | None) -> str | None:
+    """The file a checkpoint callback kept last (its best, for a monitored one), if any."""
+    if callback is None or not callback.best_model_path:
+        return None
+    return str(callback.best_model_path)
 
 
 @rank_zero_only
@@ -494,6 +585,8 @@ def format_summary(summary: RunSummary) -> str:
             lines.append(f"  {key:<28} {value:.4f}")
     if summary.checkpoint:
         lines.append(f"  checkpoint   {summary.checkpoint}")
+    if summary.best_checkpoint:
+        lines.append(f"  best         {summary.best_checkpoint}")
     if summary.logs:
         lines.append(f"  run logs     {summary.logs}")
     return "\n".join(lines)

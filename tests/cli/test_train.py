@@ -3,12 +3,16 @@ what was logged, bad configs exit 2 without a traceback."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 
-from intriguing.configs import available
+import intriguing.cli.experiment as experiment_module
+from intriguing.cli.experiment import find_finished_run, resolve_resume, run_experiment
+from intriguing.configs import available, compose
 from intriguing.datamodules import build_datamodule
 from intriguing.trainers import load_classifier
 
@@ -182,3 +186,92 @@ def test_compare_baseline_trains_it_once_and_reuses_it(run_cli, tmp_path: Path) 
     third = run_cli(*words, "optim.lr=0.01")
     assert third.code == 0, third.err
     assert len(list((tmp_path / "backfeed-fc100-baseline").glob("*/summary.json"))) == 2
+
+
+class _FinalWeights(Callback):
+    """Keeps a copy of the model's weights at the end of fit (the in-memory final model)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, torch.Tensor] = {}
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+
+def test_last_checkpoint_is_the_final_model_and_best_is_named(tmp_path: Path) -> None:
+    # checkpoint.mode=max makes the best epoch by val/error the worst one, an early one: the
+    # case where Lightning's save_last with a monitor left last.ckpt at the best epoch.
+    config = compose(
+        [
+            "experiment=fc100-100-10",
+            "trainer.max_epochs=4",
+            "data.val_size=200",
+            "checkpoint.mode=max",
+            "logger=none",
+            f"output_dir={tmp_path}",
+            *FAST,
+        ]
+    )
+    final = _FinalWeights()
+    summary = run_experiment(config, extra_callbacks=[final])
+    assert Path(summary.checkpoint).name == "last.ckpt"
+    last = torch.load(summary.checkpoint, weights_only=True)
+    assert last["epoch"] == 3 and summary.epochs == 4
+    assert last["state_dict"].keys() == final.state.keys()
+    for key, value in final.state.items():
+        assert torch.equal(last["state_dict"][key], value), key
+    # The best checkpoint is named as such, in summary.json too, and is not the last epoch.
+    assert summary.best_checkpoint is not None
+    best = torch.load(summary.best_checkpoint, weights_only=True)
+    assert Path(summary.best_checkpoint).name == f"best-epoch{best['epoch']:03d}.ckpt"
+    assert best["epoch"] < 3
+    saved = json.loads((Path(summary.run_dir) / "summary.json").read_text())
+    assert (saved["checkpoint"], saved["best_checkpoint"]) == (
+        summary.checkpoint,
+        summary.best_checkpoint,
+    )
+    names = sorted(p.name for p in (Path(summary.run_dir) / "checkpoints").iterdir())
+    assert names == sorted(["last.ckpt", Path(summary.best_checkpoint).name])
+    # resume=last finds it.
+    assert resolve_resume(compose([*config_words(config), "resume=last"]))[0] == Path(
+        summary.checkpoint
+    )
+
+
+def config_words(config) -> list[str]:
+    return ["experiment=fc100-100-10", f"output_dir={config.output_dir}"]
+
+
+def test_an_evaluation_failure_writes_the_summary_and_exits_1(
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 must have the same dtype\nsecond line")
+
+    monkeypatch.setattr(experiment_module, "evaluate_robustness", failing)
+    outcome = run_cli(
+        "train",
+        "experiment=fc100-100-10",
+        "trainer.max_epochs=1",
+        "evaluation.subset=16",
+        "logger=none",
+        f"output_dir={tmp_path}",
+        *FAST,
+    )
+    assert outcome.code == 1
+    assert len(outcome.err.strip().splitlines()) == 1 and "Traceback" not in outcome.err
+    assert "evaluation failed (RuntimeError: mat1 and mat2" in outcome.err
+    summary = read_summary(tmp_path, "fc100-100-10")
+    assert summary["error"].startswith("evaluation failed (RuntimeError: mat1 and mat2")
+    assert "test/error" in summary["metrics"] and Path(summary["checkpoint"]).is_file()
+    # A failed run is not a finished run: nothing reuses it.
+    assert find_finished_run(compose(["experiment=fc100-100-10", f"output_dir={tmp_path}",
+                                      "trainer.max_epochs=1", "evaluation.subset=16",
+                                      "logger=none", *FAST])) is None  # fmt: skip
+
+
+def test_a_precision_lightning_refuses_is_refused_before_training(run_process) -> None:
+    outcome = run_process("train", "trainer.precision=bf17", "logger=none")
+    assert outcome.code == 2
+    assert "trainer.precision=bf17" in outcome.err and "Traceback" not in outcome.err
+    assert len(outcome.err.strip().splitlines()) == 1
