@@ -27,7 +27,8 @@ import json
 import math
 import textwrap
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -514,19 +515,85 @@ def checkpoint_names(paths: Sequence[str | Path]) -> list[str]:
 # ------------------------------------------------------------------------------ tables
 
 
-@torch.no_grad()
-def predictions(model: nn.Module, images: Tensor, *, batch_size: int = 1000) -> Tensor:
-    """The class ``model`` predicts for each image (eval mode; the mode is restored)."""
-    device = _device_of(model)
-    was_training = model.training
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients; every submodule's own train/eval flag restored afterwards
+    (a frozen part in eval mode inside a model in training stays in eval mode)."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        parts = [
-            model(images[rows].to(device)).argmax(dim=1).to(images.device)
-            for rows in _batches(len(images), batch_size)
-        ]
+        with torch.no_grad():
+            yield
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
+
+
+class PixelInput(nn.Module):
+    """``model`` made to take pixel-unit inputs, for data normalised outside the model.
+
+    ``forward(x) = model((x - mean) / std)``, the normalised input cast to the model's
+    floating dtype. Attacks, distortions, the box ``[0, 1]`` and image grids then all work in
+    pixel units, while ``model`` still sees the normalised inputs it was trained on.
+
+    Args:
+        model: a module taking normalised inputs ``(N, C, ...)``.
+        mean, std: per-channel (``C`` values) or single (1 value) statistics of the
+            normalisation ``(pixel - mean) / std``, in pixel units; ``std > 0``.
+
+    Raises:
+        ValueError: ``mean``/``std`` empty, of different lengths, not finite, or ``std <= 0``.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+        if not len(mean_t) or len(mean_t) != len(std_t):
+            raise ValueError(f"mean={list(mean)}, std={list(std)}: need equal, non-zero lengths")
+        if not bool(torch.isfinite(mean_t).all()):
+            raise ValueError(f"mean={list(mean)}: must be finite")
+        if not bool(torch.isfinite(std_t).all() and (std_t > 0).all()):
+            raise ValueError(f"std={list(std)}: must be finite and > 0")
+        self.model = model
+        device = _device_of(model)
+        self.register_buffer("mean", mean_t.to(device), persistent=False)
+        self.register_buffer("std", std_t.to(device), persistent=False)
+
+    def to_pixels(self, x: Tensor) -> Tensor:
+        """Normalised inputs ``(N, C, ...)`` back to pixel units: ``x * std + mean``."""
+        shape = (1, -1, *[1] * (x.ndim - 2))
+        return x * self.std.view(shape).to(x) + self.mean.view(shape).to(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1, *[1] * (x.ndim - 2))
+        normalised = (x - self.mean.view(shape)) / self.std.view(shape)
+        dtype = _floating_dtype(self.model)
+        return self.model(normalised.to(dtype) if dtype is not None else normalised)
+
+
+def _floating_dtype(model: nn.Module) -> torch.dtype | None:
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def predictions(model: nn.Module, images: Tensor, *, batch_size: int = 1000) -> Tensor:
+    """The class ``model`` predicts for each image: ``(N,)`` int64 on ``images.device``.
+
+    Run in eval mode without gradients (every submodule's mode is restored); floating-point
+    images are cast to the model's floating dtype (a model that Lightning's ``bf16-true`` or
+    ``16-true`` precision left in half precision takes the float32 examples).
+    """
+    device, dtype = _device_of(model), _floating_dtype(model)
+    with evaluating(model):
+        parts = []
+        for rows in _batches(len(images), batch_size):
+            x = images[rows].to(device)
+            if dtype is not None and x.is_floating_point():
+                x = x.to(dtype)
+            parts.append(model(x).argmax(dim=1).to(images.device))
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=images.device)
 
 

@@ -2,40 +2,62 @@
 
 Every load goes through ``torch.load(weights_only=True)``: a file that would need arbitrary
 code to unpickle is refused with a message, not executed. Models are rebuilt from the
-primitive hyperparameters that :class:`~trainers.classifier.ImageClassifier` saves.
+primitive hyperparameters that :class:`~trainers.classifier.ImageClassifier` saves, or, for
+any other LightningModule, by the class the user names (:func:`load_lightning_module`).
 """
 
 from __future__ import annotations
 
+import importlib
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from lightning.pytorch import LightningModule
 
 from intriguing.trainers.classifier import ImageClassifier
+
+T = TypeVar("T")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unsafe, or not the kind of model asked for."""
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint's contents, loaded with ``weights_only=True``."""
-    path = Path(path)
+def _first_line(error: BaseException, default: str) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else default
+
+
+def _safely(
+    path: Path, load: Callable[[], T], failure: str, errors: tuple[type[Exception], ...]
+) -> T:
+    """``load()`` of the file ``path``, its failures as :class:`CheckpointError` naming it."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
-        content = torch.load(path, map_location=map_location, weights_only=True)
+        return load()
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
         raise CheckpointError(
-            f"checkpoint {path}: refused, it needs arbitrary code to load ({first}); "
-            "only tensors and primitives are accepted"
+            f"checkpoint {path}: refused, it needs arbitrary code to load "
+            f"({_first_line(error, 'unsafe content')}); only tensors and primitives are accepted"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path}: not a readable checkpoint ({error})") from None
+    except errors as error:
+        first = _first_line(error, type(error).__name__)
+        raise CheckpointError(f"checkpoint {path}: {failure} ({first})") from None
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint's contents, loaded with ``weights_only=True``."""
+    path = Path(path)
+    content = _safely(
+        path,
+        lambda: torch.load(path, map_location=map_location, weights_only=True),
+        "not a readable checkpoint",
+        (RuntimeError, EOFError, OSError, ValueError),
+    )
     if not isinstance(content, dict) or "state_dict" not in content:
         raise CheckpointError(f"checkpoint {path}: not a Lightning checkpoint (no state_dict)")
     return content
@@ -76,6 +98,51 @@ def load_classifier(
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise CheckpointError(f"checkpoint {path}: weights do not fit ({first})") from None
+    return model.eval()
+
+
+def lightning_class(target: str) -> type[LightningModule]:
+    """The LightningModule class ``target`` names: ``"package.module:ClassName"`` (or
+    ``"package.module.ClassName"``). Raises :class:`CheckpointError` naming ``target`` when
+    the module cannot be imported or the name is not a LightningModule subclass."""
+    module_name, colon, attribute = target.partition(":")
+    if not colon:
+        module_name, _, attribute = target.rpartition(".")
+    if not module_name or not attribute:
+        raise CheckpointError(f"target {target!r}: expected 'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise CheckpointError(f"target {target!r}: cannot import {module_name} ({error})") from None
+    found: Any = module
+    for part in attribute.split("."):
+        found = getattr(found, part, None)
+    if not (isinstance(found, type) and issubclass(found, LightningModule)):
+        raise CheckpointError(f"target {target!r}: not a LightningModule class")
+    return found
+
+
+def load_lightning_module(
+    target: str | type[LightningModule],
+    path: str | Path,
+    *,
+    map_location: str | torch.device = "cpu",
+) -> LightningModule:
+    """The LightningModule of class ``target`` saved at ``path``, in eval mode.
+
+    Loaded with the class's own ``load_from_checkpoint(path, map_location=...,
+    weights_only=True)``: its saved hyperparameters rebuild it, and a checkpoint that would
+    need arbitrary code to unpickle is refused. Raises :class:`CheckpointError` naming the
+    file for a missing, unsafe or unfitting checkpoint.
+    """
+    cls = lightning_class(target) if isinstance(target, str) else target
+    path = Path(path)
+    model = _safely(
+        path,
+        lambda: cls.load_from_checkpoint(path, map_location=map_location, weights_only=True),
+        f"cannot load {cls.__name__}",
+        (RuntimeError, KeyError, TypeError, EOFError, OSError, ValueError),
+    )
     return model.eval()
 
 
