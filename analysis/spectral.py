@@ -1106,6 +1106,8 @@ class FunctionCall:
             to the network input) at every value that depends on the input, ``None`` elsewhere.
         output: what it returned.
         context: numerical settings, for rules that compute an operator norm.
+        dependent: ``(value, bound)`` of every argument that depends on the input, in order
+            (a value may be a tuple, such as the output of ``chunk``).
     """
 
     target: Callable[..., Any] | str
@@ -1116,6 +1118,7 @@ class FunctionCall:
     kwarg_bounds: dict[str, Any]
     output: Any
     context: BoundContext
+    dependent: tuple[tuple[Any, float], ...] = ()
 
     @property
     def function_name(self) -> str:
@@ -1133,9 +1136,7 @@ class FunctionCall:
 
     def inputs(self) -> list[tuple[Any, float]]:
         """``(value, bound)`` of every argument that depends on the input, in order."""
-        values = _leaves((self.args, self.kwargs))
-        bounds = _leaves((self.arg_bounds, self.kwarg_bounds))
-        return [(v, b) for v, b in zip(values, bounds, strict=True) if b is not None]
+        return list(self.dependent)
 
     def argument(self, index: int, keyword: str, default: Any = None) -> Any:
         """The argument at ``index`` or named ``keyword`` (``default`` if not given)."""
@@ -1651,36 +1652,35 @@ class _BoundInterpreter(fx.Interpreter):
             return 1.0 if self.inputs == 1 else None
         if n.op == "get_attr":
             return None
-        arg_bounds = fx.node.map_arg(n.args, lambda node: self.bounds[node])
-        kwarg_bounds = fx.node.map_arg(n.kwargs, lambda node: self.bounds[node])
-        dependent = [b for b in _leaves((arg_bounds, kwarg_bounds)) if b is not None]
-        # Node arguments became their bounds; other leaves (constants) must read as None.
-        arg_bounds = _bounds_only(n.args, arg_bounds)
-        kwarg_bounds = _bounds_only(n.kwargs, kwarg_bounds)
+        dependent: list[tuple[Any, float]] = []
+
+        def visit(node: fx.Node) -> fx.Node:
+            bound = self.bounds[node]
+            if bound is not None:
+                dependent.append((self.env[node], bound))
+            return node
+
+        fx.node.map_arg((n.args, n.kwargs), visit)
         if not dependent:
             return None
         if n.op == "output":
-            self.network = math.sqrt(sum(b * b for b in dependent))
+            self.network = math.sqrt(sum(b * b for _, b in dependent))
             return self.network
         if not _contains_tensor(value):
             return None  # sizes, dtypes and other facts of the shape, not of the values
         if n.op == "call_module":
-            return self._module(n, args, kwargs, arg_bounds, kwarg_bounds)
-        return self._function(n, args, kwargs, arg_bounds, kwarg_bounds, value)
+            return self._module(n, dependent)
+        # Node arguments become their bounds; other leaves (constants) read as None.
+        arg_bounds = _bounds_only(n.args, fx.node.map_arg(n.args, lambda node: self.bounds[node]))
+        kwarg_bounds = _bounds_only(
+            n.kwargs, fx.node.map_arg(n.kwargs, lambda node: self.bounds[node])
+        )
+        return self._function(n, args, kwargs, arg_bounds, kwarg_bounds, value, dependent)
 
-    def _module(
-        self, n: fx.Node, args: Any, kwargs: Any, arg_bounds: Any, kwarg_bounds: Any
-    ) -> float:
+    def _module(self, n: fx.Node, pairs: list[tuple[Any, float]]) -> float:
         target = str(n.target)
         module = self.fetch_attr(target)
         name = target or self.root_name
-        pairs = [
-            (v, b)
-            for v, b in zip(
-                _leaves((args, kwargs)), _leaves((arg_bounds, kwarg_bounds)), strict=True
-            )
-            if b is not None
-        ]
         if len(pairs) != 1 or not isinstance(pairs[0][0], Tensor):
             raise LipschitzBoundError(
                 f"module {name!r} ({type(module).__name__}) takes {len(pairs)} values that depend "
@@ -1712,6 +1712,7 @@ class _BoundInterpreter(fx.Interpreter):
         arg_bounds: Any,
         kwarg_bounds: Any,
         value: Any,
+        dependent: list[tuple[Any, float]],
     ) -> float:
         place = _node_place(n)
         rule = _FUNCTION_BOUNDS.get(n.target)
@@ -1735,6 +1736,7 @@ class _BoundInterpreter(fx.Interpreter):
             dict(kwarg_bounds),
             value,
             self._context(place),
+            tuple(dependent),
         )
         result = rule(call)
         if isinstance(result, FunctionBound):

@@ -89,6 +89,17 @@ def test_identity_residual_block_bound_is_one_plus_its_branch() -> None:
     assert by_name["relu#2"] == 1.0
 
 
+def test_bottleneck_block_bound_is_one_plus_its_branch() -> None:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(4)
+    block = torchvision.models.resnet.Bottleneck(8, 2)  # 8 -> 2 -> 2 -> 8 channels
+    settle_batch_norm(block, (8, 5, 5))
+    bounds = module_bounds(block, (8, 5, 5), dense_limit=10_000)
+    branch = math.prod(layer.bound for layer in bounds.layers if layer.name != "relu#3")
+    assert bounds.network == pytest.approx(1.0 + branch, rel=1e-12)
+    assert bounds.network >= empirical_ratio(block, (8, 5, 5))
+
+
 def test_projection_residual_block_bound_is_shortcut_plus_branch() -> None:
     torch.manual_seed(2)
     block = basic_block(3, 6, 2)
@@ -222,6 +233,14 @@ def test_concatenation_and_constant_scaling_compose_exactly() -> None:
 
     bounds = module_bounds(Twin(), (3,))
     assert bounds.network == pytest.approx(math.sqrt(5.0))  # the map's exact norm
+
+    class Halves(nn.Module):  # a tuple's bound is that of its parts concatenated
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            first, second = x.view(x.size(0), -1).chunk(2, dim=1)
+            return torch.cat([first, 3 * second], 1) + torch.cat(x.chunk(2, 1), 1)
+
+    # sqrt(1 + 9) + 1 >= the exact norm 4 of x -> (2 first, 4 second).
+    assert module_bounds(Halves(), (4,)).network == pytest.approx(math.sqrt(10.0) + 1.0)
 
 
 class Gate(nn.Module):
