@@ -832,9 +832,16 @@ def _size_and_stride(module: nn.Module) -> tuple[str, str]:
         return f"{module.in_channels}x{kernel}x{module.out_channels}", stride_text(stride)
     if isinstance(module, nn.Linear):
         return f"{module.in_features}x{module.out_features}", "N/A"
-    pools = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
-    if isinstance(module, pools):
-        nd = int(type(module).__name__[-2])
+    pools = {
+        nn.MaxPool1d: 1,
+        nn.MaxPool2d: 2,
+        nn.MaxPool3d: 3,
+        nn.AvgPool1d: 1,
+        nn.AvgPool2d: 2,
+        nn.AvgPool3d: 3,
+    }
+    nd = next((n for kind, n in pools.items() if isinstance(module, kind)), 0)
+    if nd:
         kernel_size = _tuple(module.kernel_size, nd)  # type: ignore[arg-type]
         stride = _tuple(module.stride or module.kernel_size, nd)  # type: ignore[arg-type]
         return "x".join(str(k) for k in kernel_size), stride_text(stride)
@@ -920,7 +927,7 @@ def _average_pool_bound(
     module: nn.Module, input_shape: tuple[int, ...], context: BoundContext
 ) -> Bound:
     # Pooling acts on each channel alike: the norm on one channel is the layer's.
-    nd = int(type(module).__name__[-2])
+    nd = len(input_shape) - 1  # (C, *spatial)
     result = context.operator_norm(module, (1, *input_shape[-nd:]))
     return Bound(result.norm, result.method)
 
