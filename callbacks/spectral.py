@@ -23,32 +23,30 @@ from intriguing.analysis.spectral import ModelBounds, SpectralBounds, spectral_b
 from intriguing.trainers.stages import StagedNetwork
 
 
-def batch_input_shape(batch: Any, batch_key: str | int | None = None) -> tuple[int, ...]:
+def batch_input_shape(batch: Any, input_key: int | str = 0) -> tuple[int, ...]:
     """Shape of one example of a batch's input (batch dimension dropped).
 
-    ``batch`` is a tensor, a tuple or list (the input at index ``batch_key``, default 0) or a
-    mapping (the input under ``batch_key``, which must then be given). Raises ``ValueError``
-    naming ``batch_key`` when it does not fit the batch, and ``TypeError`` for other batches.
+    ``batch`` is a tensor (the input itself), a tuple or list (the input at index
+    ``input_key``) or a mapping (the input under key ``input_key``), as the other callbacks'
+    ``input_key``. Raises ``ValueError`` naming ``input_key`` when it does not fit the batch,
+    and ``TypeError`` for other batches.
     """
     if isinstance(batch, Tensor):
         value: Any = batch
     elif isinstance(batch, Mapping):
-        if batch_key is None:
+        if input_key not in batch:
             raise ValueError(
-                f"batch_key=None: batches are mappings with keys {sorted(map(str, batch))}; "
-                "pass the input's key as batch_key"
+                f"input_key={input_key!r}: batches are mappings with keys "
+                f"{sorted(map(str, batch))}; pass the input's key as input_key"
             )
-        if batch_key not in batch:
-            raise ValueError(f"batch_key={batch_key!r}: not among the batch's keys {list(batch)}")
-        value = batch[batch_key]
+        value = batch[input_key]
     elif isinstance(batch, Sequence) and not isinstance(batch, str):
-        index = 0 if batch_key is None else batch_key
-        if not isinstance(index, int) or not -len(batch) <= index < len(batch):
+        if not isinstance(input_key, int) or not -len(batch) <= input_key < len(batch):
             raise ValueError(
-                f"batch_key={batch_key!r}: batches are sequences of {len(batch)} items; "
-                "pass the input's position"
+                f"input_key={input_key!r}: batches are sequences of {len(batch)} items; "
+                "pass the input's position as input_key"
             )
-        value = batch[index]
+        value = batch[input_key]
     else:
         raise TypeError(
             f"batch of type {type(batch).__name__}: expected a tensor, a tuple or list, or a "
@@ -56,7 +54,7 @@ def batch_input_shape(batch: Any, batch_key: str | int | None = None) -> tuple[i
         )
     if not isinstance(value, Tensor) or value.dim() < 2:
         raise ValueError(
-            f"batch_key={batch_key!r}: the batch's input must be a tensor of shape (B, ...), "
+            f"input_key={input_key!r}: the batch's input must be a tensor of shape (B, ...), "
             f"got {type(value).__name__}"
             + (f" of shape {tuple(value.shape)}" if isinstance(value, Tensor) else "")
         )
@@ -78,9 +76,9 @@ class SpectralMonitor(Callback):
 
     The bounds are those of the module in eval mode, computed after the epoch's training
     steps, at ``input_shape`` (one example's shape; by default the StagedNetwork's own, or
-    that of the first training batch's input: the batch itself, its item 0, or
-    ``batch[batch_key]``). Operator norms use Lanczos iteration warm-started from the
-    previous epoch's top singular vectors (``dense_limit=0`` by default). Every rank computes
+    that of the first training batch's input: the batch itself, or ``batch[input_key]``).
+    Operator norms use Lanczos iteration warm-started from the previous epoch's top singular
+    vectors (``dense_limit=0`` by default). Every rank computes
     the same numbers from the same weights and seed, with no collective calls; scalars go
     through ``pl_module.log``, and rank zero also logs a ``wandb.Table`` of every layer when a
     :class:`~lightning.pytorch.loggers.WandbLogger` is attached.
@@ -89,7 +87,8 @@ class SpectralMonitor(Callback):
         every_n_epochs: compute after every n-th training epoch.
         module: dotted name of the submodule to bound (``None``: see above).
         input_shape: shape of one example at that module's input (``None``: see above).
-        batch_key: where the input is in a batch (an index, or a mapping's key).
+        input_key: where the input is in a batch: an index of a tuple or list batch, or a
+            mapping's key (as in the other callbacks).
         dense_limit, tol, max_iter: passed to :func:`~analysis.spectral.spectral_bounds`.
         seed: seed of the first starting vectors.
         log_table: log the per-layer table to W&B (rank zero).
@@ -98,7 +97,7 @@ class SpectralMonitor(Callback):
     Raises:
         ValueError: an argument out of range (the message names it); at setup or the first
             batch, a ``module`` the LightningModule lacks, a batch without its input at
-            ``batch_key``, or a model without a bound (``LipschitzBoundError``).
+            ``input_key``, or a model without a bound (``LipschitzBoundError``).
     """
 
     def __init__(
@@ -107,7 +106,7 @@ class SpectralMonitor(Callback):
         *,
         module: str | None = None,
         input_shape: Sequence[int] | None = None,
-        batch_key: str | int | None = None,
+        input_key: int | str = 0,
         dense_limit: int = 0,
         tol: float = 1e-6,
         max_iter: int = 300,
@@ -126,8 +125,8 @@ class SpectralMonitor(Callback):
                 raise ValueError(
                     f"input_shape={input_shape!r}: must be positive sizes of one example"
                 )
-        if batch_key is not None and not isinstance(batch_key, str | int):
-            raise ValueError(f"batch_key={batch_key!r}: must be an index, a key or None")
+        if not isinstance(input_key, str | int):
+            raise ValueError(f"input_key={input_key!r}: must be an index or a key")
         if dense_limit < 0:
             raise ValueError(f"dense_limit={dense_limit}: must be at least 0")
         if not tol > 0:
@@ -137,7 +136,7 @@ class SpectralMonitor(Callback):
         self.every_n_epochs = every_n_epochs
         self.module = module
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
-        self.batch_key = batch_key
+        self.input_key = input_key
         self.dense_limit, self.tol, self.max_iter, self.seed = dense_limit, tol, max_iter, seed
         self.log_table = log_table
         self.prefix = prefix
@@ -213,7 +212,7 @@ class SpectralMonitor(Callback):
     ) -> None:
         if self._checked:
             return
-        self._batch_shape = batch_input_shape(batch, self.batch_key)
+        self._batch_shape = batch_input_shape(batch, self.input_key)
         self._check(pl_module)
 
     @override

@@ -196,7 +196,7 @@ def test_monitor_logs_the_bounds_of_any_lightning_module(tmp_path: Path) -> None
 
 
 def test_monitor_takes_a_submodule_and_dict_batches(tmp_path: Path) -> None:
-    monitor = SpectralMonitor(module="net", batch_key="image")
+    monitor = SpectralMonitor(module="net", input_key="image")
     run = trainer(tmp_path, 1, monitor)
     run.fit(UserModule(batch_key="image"), dict_loader())
     assert set(run.callback_metrics) >= {"spectral/network", "spectral/1", "spectral/0.truediv"}
@@ -206,7 +206,7 @@ def test_monitor_takes_a_submodule_and_dict_batches(tmp_path: Path) -> None:
 def test_monitor_errors_name_the_argument_before_training(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="module='missing'"):
         trainer(tmp_path, 1, SpectralMonitor(module="missing")).fit(UserModule(), tiny_loader())
-    with pytest.raises(ValueError, match="batch_key=None"):
+    with pytest.raises(ValueError, match="input_key=0"):
         trainer(tmp_path, 1, SpectralMonitor()).fit(UserModule(batch_key="image"), dict_loader())
     with pytest.raises(ValueError, match="input_shape="):
         SpectralMonitor(input_shape=(1, 0, 8))
