@@ -14,11 +14,13 @@ or checkpoints of this project's :class:`~trainers.ImageClassifier`; the example
 ``examples=`` (a pair of tensors or a data set), else this project's data module
 (``tensors(split)``), else the trainer's validation loader (test loader in ``trainer.test``).
 
-When it measures: in ``fit``, at the end of every ``every_n_epochs``-th training epoch (after
-that epoch's validation, when there is one; the paper's full-training-set presets have none,
-so the callback does not wait for a validation loop); in ``trainer.validate`` and
-``trainer.test``, once, at the end of the validation or test epoch; in ``trainer.predict``,
-never. What is logged (``transfer/`` by default):
+When it measures (``stages``): in ``fit``, at the end of every ``every_n_epochs``-th training
+epoch (after that epoch's validation, when there is one; the paper's full-training-set
+presets have none, so the callback does not wait for a validation loop); in
+``trainer.validate``, once, at the end of the validation epoch; in ``trainer.test`` only when
+asked (``stages`` holding ``"test"``: a test that follows training, as ``intriguing train``
+runs it, would otherwise replace the figures of the trained model's last epoch); in
+``trainer.predict``, never. What is logged (``transfer/`` by default):
 
 - scalars through ``pl_module.log``: ``transfer/model->TARGET`` (the error of each zoo model
   on the model's examples; ``model->model`` is the attack's success rate),
@@ -74,6 +76,7 @@ from intriguing.trainers import ErrorRate, load_classifier
 from intriguing.trainers.checkpoints import load_lightning_module
 
 MODEL = "model"  # the name of the model in training in tables and logged keys
+STAGES = ("fit", "validate", "test")  # the run stages that can measure
 #: A zoo entry: a checkpoint of this project's ImageClassifier (a path), a module, or
 #: ``{"checkpoint": PATH, "target": "package.module:LightningModuleClass"}``.
 ZooEntry = str | Path | nn.Module | Mapping[str, Any]
@@ -96,6 +99,9 @@ class TransferRobustness(Callback):
             Every zoo model maps inputs ``(N, ...)`` to logits ``(N, classes)``, as
             ``pl_module(x)`` does.
         every_n_epochs: in ``fit``, measure after every n-th training epoch.
+        stages: the run stages that measure, among ``"fit"``, ``"validate"`` and ``"test"``
+            (once at the end of the test epoch, on the test loader's examples or the data
+            module's ``test`` split when ``examples`` is not given).
         subset: examples attacked (the first ones of the source, shared out among processes).
         attack: the attack (an ``AttackConfig`` mapping for :func:`attacks.build_attack`;
             default the paper's L-BFGS), on the input, in pixel units in the box ``[0, 1]``.
@@ -131,6 +137,7 @@ class TransferRobustness(Callback):
         zoo: Sequence[str | Path] | Mapping[str, ZooEntry] = (),
         *,
         every_n_epochs: int = 1,
+        stages: Sequence[str] = ("fit", "validate"),
         subset: int = 500,
         attack: Mapping[str, Any] | None = None,
         examples: Examples | None = None,
@@ -157,6 +164,9 @@ class TransferRobustness(Callback):
             if value < least:
                 raise ValueError(f"{name}={value}: must be at least {least}")
         self.zoo = _zoo_entries(zoo)
+        if isinstance(stages, str) or not set(stages) <= set(STAGES):
+            raise ValueError(f"stages={stages!r}: expected a sequence of {', '.join(STAGES)}")
+        self.stages = tuple(stages)
         self.attack = check_transfer_attack(attack or {"name": "lbfgs"})
         self.examples = _check_examples(examples)
         for name, key in (("input_key", input_key), ("target_key", target_key)):
@@ -205,15 +215,16 @@ class TransferRobustness(Callback):
 
         With examples from the trainer's loaders, which the loops set up only after this
         hook, that happens at the first measurement instead."""
-        self._reset(stage)
-        if not self.zoo or stage not in ("fit", "validate", "test"):
+        measured = bool(self.zoo) and stage in self.stages
+        self._reset(stage if measured else None)  # no stage: no hook measures
+        if not measured:
             if stage == "fit" and not self.zoo:
                 rank_zero_info("TransferRobustness: the zoo is empty, nothing to measure")
             return
         if self.examples is not None or _has_tensors(trainer.datamodule):
             self._prepare(trainer)
 
-    def _reset(self, stage: str) -> None:
+    def _reset(self, stage: str | None) -> None:
         self._stage = stage
         self._images = self._labels = None
         self._sets, self._models = {}, {}
@@ -433,19 +444,19 @@ class TransferRobustness(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.zoo or (trainer.current_epoch + 1) % self.every_n_epochs:
+        if self._stage != "fit" or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         scalars = self._measure_and_log(trainer, pl_module)
         self.history.append({"epoch": int(trainer.current_epoch), **scalars})
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.zoo and self._stage == "validate" and not trainer.sanity_checking:
+        if self._stage == "validate" and not trainer.sanity_checking:
             self._measure_and_log(trainer, pl_module)
 
     @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.zoo and self._stage == "test":
+        if self._stage == "test":
             self._measure_and_log(trainer, pl_module)
 
     def _measure_and_log(

@@ -181,9 +181,12 @@ def test_any_lightning_module_in_fit_and_validate(user_checkpoint, tmp_path: Pat
         assert results[key] == pytest.approx(value, abs=1e-6), key
     assert len(callback.history) == 2  # the history is training's
 
-    # trainer.test with given examples and trainer.predict: no crash, predict measures nothing.
-    tester = _trainer(tmp_path, TransferRobustness(models, subset=8, examples=(x, y), attack=FGSM))
-    (tested,) = tester.test(model, val, verbose=False)
+    # trainer.test: by default nothing (a test after fit keeps the fit's figures); asked for,
+    # measured on the given examples. trainer.predict: no crash, nothing measured.
+    (tested,) = _trainer(tmp_path, callback).test(model, val, verbose=False)
+    assert not any(key.startswith("transfer/") for key in tested)
+    asked = TransferRobustness(models, stages=["test"], subset=8, examples=(x, y), attack=FGSM)
+    (tested,) = _trainer(tmp_path, asked).test(model, val, verbose=False)
     assert tested["transfer/model->mlp"] == pytest.approx(
         _expected(model, models, x[:8], y[:8])["transfer/model->mlp"], abs=1e-6
     )
@@ -250,6 +253,7 @@ def test_no_examples_anywhere_is_refused_by_name(tmp_path: Path) -> None:
     [
         ({"subset": 0}, ValueError, "subset=0"),
         ({"every_n_epochs": 0}, ValueError, "every_n_epochs=0"),
+        ({"stages": ["fit", "predict"]}, ValueError, "stages="),
         ({"grid_examples": -1}, ValueError, "grid_examples=-1"),
         ({"subset": 2.5}, TypeError, "subset=2.5"),
         ({"zoo": {"model": nn.Linear(2, 2)}}, ValueError, "'model'"),
