@@ -27,8 +27,7 @@ import json
 import math
 import textwrap
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,13 @@ from tqdm.auto import tqdm
 
 from intriguing.analysis.plots import heatmap, perturbation_grid
 from intriguing.analysis.tables import csv_table, markdown_table
-from intriguing.attacks import GaussianNoise, build_attack, distortion, scale_to_distortion
+from intriguing.attacks import (
+    GaussianNoise,
+    build_attack,
+    distortion,
+    evaluating,
+    scale_to_distortion,
+)
 from intriguing.storage import atomic_output
 from intriguing.trainers import ErrorRate
 
@@ -513,20 +518,6 @@ def checkpoint_names(paths: Sequence[str | Path]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ tables
-
-
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients; every submodule's own train/eval flag restored afterwards
-    (a frozen part in eval mode inside a model in training stays in eval mode)."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 class PixelInput(nn.Module):

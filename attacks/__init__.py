@@ -14,6 +14,7 @@ from intriguing.attacks.base import (
     Problem,
     attack_loss,
     distortion,
+    evaluating,
     is_adversarial,
     scale_to_distortion,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "attack_loss",
     "build_attack",
     "distortion",
+    "evaluating",
     "get_layer",
     "is_adversarial",
     "layer_activations",

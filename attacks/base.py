@@ -257,6 +257,28 @@ def is_adversarial(logits: Tensor, labels: Tensor, target: Tensor | None) -> Ten
 
 
 @contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model.eval()``; every submodule's own train/eval flag restored afterwards, so mixed
+    modes (a frozen encoder in eval mode inside a training model) survive."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients, to run ``model`` for its predictions; every submodule's
+    own train/eval flag restored afterwards (a frozen part in eval mode inside a model in
+    training stays in eval mode)."""
+    with _eval_mode(model), torch.no_grad():
+        yield
+
+
+@contextmanager
 def attack_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
     """Eval mode, gradients on, inference mode and autocast off, default dtype float32;
     all restored afterwards.
@@ -264,22 +286,18 @@ def attack_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
     Lightning runs validation and test under ``no_grad`` or ``inference_mode``, mixed
     precision under autocast, and ``bf16-true``/``64-true`` with another default dtype:
     attacks need input gradients in fp32 there. Every submodule's own train/eval flag is
-    restored, so mixed modes (a frozen encoder in eval mode inside a training model) survive.
+    restored, as in :func:`evaluating`.
     """
-    modes = [(module, module.training) for module in model.modules()]
     default_dtype = torch.get_default_dtype()
-    model.eval()
-    try:
-        with ExitStack() as stack:
-            stack.enter_context(torch.inference_mode(False))
-            stack.enter_context(torch.enable_grad())
-            stack.enter_context(torch.autocast(device_type=device.type, enabled=False))
-            torch.set_default_dtype(torch.float32)
+    with _eval_mode(model), ExitStack() as stack:
+        stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.enable_grad())
+        stack.enter_context(torch.autocast(device_type=device.type, enabled=False))
+        torch.set_default_dtype(torch.float32)
+        try:
             yield
-    finally:
-        torch.set_default_dtype(default_dtype)
-        for module, training in modes:
-            module.training = training
+        finally:
+            torch.set_default_dtype(default_dtype)
 
 
 def device_of(model: nn.Module, default: torch.device | None = None) -> torch.device:

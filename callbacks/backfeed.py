@@ -37,8 +37,8 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import lightning.pytorch as pl
@@ -48,13 +48,21 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric, SumMetric
 from typing_extensions import override
 
-from intriguing.attacks import INPUT, Attack, build_attack, layer_path, layer_range, perturb_layer
+from intriguing.attacks import (
+    INPUT,
+    Attack,
+    build_attack,
+    evaluating,
+    layer_path,
+    layer_range,
+    perturb_layer,
+)
+from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key, describe_batch
 from intriguing.callbacks.pool import AdversarialPool
 from intriguing.configs import ConfigError
 from intriguing.trainers import ErrorRate
 
 AttackFactory = Callable[[nn.Module, str], Attack]
-BatchKey = int | str
 Stat = float | Sequence[float]
 
 #: Name of the attribute that a mixed batch carries: how many of its leading rows are the
@@ -106,38 +114,6 @@ class _MixedList(list):  # type: ignore[type-arg]
 
 class _MixedDict(dict):  # type: ignore[type-arg]
     clean_size: int
-
-
-def describe_batch(batch: Any) -> str:
-    """The structure of a batch in a few words: its type and each entry's type and shape."""
-
-    def entry(value: Any) -> str:
-        if isinstance(value, Tensor):
-            return f"Tensor{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
-        if isinstance(value, list | tuple):
-            return f"{type(value).__name__} of {len(value)}"
-        return type(value).__name__
-
-    if isinstance(batch, Mapping):
-        inner = ", ".join(f"{key!r}: {entry(value)}" for key, value in batch.items())
-        return f"{type(batch).__name__} {{{inner}}}"
-    if isinstance(batch, list | tuple):
-        inner = ", ".join(f"[{i}] {entry(value)}" for i, value in enumerate(batch))
-        return f"{type(batch).__name__} ({inner})"
-    return entry(batch)
-
-
-@contextmanager
-def _evaluating(module: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients; every submodule's own mode restored afterwards."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _add_perturbation(
@@ -250,8 +226,10 @@ class AdversarialBackfeed(Callback):
         if val_subset < 0:
             raise ConfigError(f"backfeed.val_subset={val_subset}: must be non-negative")
         for name, key in (("input_key", input_key), ("target_key", target_key)):
-            if not isinstance(key, int | str) or isinstance(key, bool):
-                raise ConfigError(f"backfeed.{name}={key!r}: must be an int or a str")
+            try:
+                check_batch_key(key, f"backfeed.{name}")
+            except TypeError as error:
+                raise ConfigError(str(error)) from None
         if input_key == target_key:
             raise ConfigError(f"backfeed.input_key and target_key are both {input_key!r}")
         if (mean is None) != (std is None):
@@ -416,23 +394,12 @@ class AdversarialBackfeed(Callback):
     # ------------------------------------------------------------------------ the batch
 
     def _entry(self, batch: Any, key: BatchKey, name: str, stage: str) -> Any:
-        if isinstance(batch, Mapping):
-            found = key in batch
-        elif isinstance(batch, list | tuple):
-            found = isinstance(key, int) and -len(batch) <= key < len(batch)
-        else:
-            raise ConfigError(
-                f"backfeed: a {stage} batch of type {type(batch).__name__} cannot take pooled "
-                "examples; batches must be tuples, lists or dicts holding inputs and labels "
-                f"(the batch is {describe_batch(batch)})"
-            )
-        if not found:
-            raise ConfigError(
-                f"backfeed.{name}={key!r}: the {stage} batch has no such entry, so pooled "
-                f"examples could not reach the loss; the batch is {describe_batch(batch)} "
-                "(set backfeed input_key/target_key)"
-            )
-        return batch[key]
+        """``batch[key]`` (:func:`~callbacks.batches.batch_entry`); a batch without it is a
+        ConfigError, since pooled examples could not reach the loss."""
+        try:
+            return batch_entry(batch, key, argument=f"backfeed.{name}", what=f"{stage} batch")
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{error} (pooled examples could not reach the loss)") from None
 
     def _inputs_and_targets(self, batch: Any, stage: str) -> tuple[Tensor, Tensor]:
         """The batch's inputs and labels, checked: floating inputs, integer labels ``(n,)``."""
@@ -563,7 +530,7 @@ class AdversarialBackfeed(Callback):
         nothing)."""
         hidden = [layer for layer in self.layers if layer != INPUT]
         seen: dict[str, list[Any]] = {layer: [] for layer in hidden}
-        with _evaluating(pl_module), ExitStack() as stack:
+        with evaluating(pl_module), ExitStack() as stack:
             for layer in hidden:
 
                 def capture(output: Any, _store: list[Any] = seen[layer]) -> Any:
@@ -713,7 +680,7 @@ class AdversarialBackfeed(Callback):
         self._hooks.close()
         step = trainer.global_step
         device = pl_module.device
-        with _evaluating(pl_module):
+        with evaluating(pl_module):
             for layer, pool in self.pools.items():
                 prefix = f"backfeed/{layer}"
                 _, labels = pool.stored()
@@ -805,7 +772,7 @@ class AdversarialBackfeed(Callback):
             with torch.inference_mode(False), torch.enable_grad():
                 result = attack(self._to_pixels(x.clone()), y.clone())
                 adversarial = self._from_pixels(result.adv).to(x.dtype)
-            with _evaluating(pl_module):
+            with evaluating(pl_module):
                 logits = pl_module(adversarial)
             self._metric("val/adv_error", device).update(logits, y)
             self._metric("val/adv_distortion", device).update(result.distortion)

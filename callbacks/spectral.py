@@ -10,7 +10,7 @@ any other ``nn.Module`` (residual connections included).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -20,43 +20,27 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from intriguing.analysis.spectral import ModelBounds, SpectralBounds, spectral_bounds
+from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key, describe_batch
 from intriguing.trainers.stages import StagedNetwork
 
 
-def batch_input_shape(batch: Any, input_key: int | str = 0) -> tuple[int, ...]:
+def batch_input_shape(batch: Any, input_key: BatchKey = 0) -> tuple[int, ...]:
     """Shape of one example of a batch's input (batch dimension dropped).
 
-    ``batch`` is a tensor (the input itself), a tuple or list (the input at index
-    ``input_key``) or a mapping (the input under key ``input_key``), as the other callbacks'
-    ``input_key``. Raises ``ValueError`` naming ``input_key`` when it does not fit the batch,
-    and ``TypeError`` for other batches.
+    ``batch`` is a tensor (the input itself), or a tuple, list or mapping whose entry
+    ``input_key`` is the input (:func:`~callbacks.batches.batch_entry`, as the other
+    callbacks' ``input_key``).
+
+    Raises:
+        ValueError: naming ``input_key``, when the batch has no such entry or it is not a
+            tensor of shape ``(B, ...)``.
+        TypeError: a batch that is not a tensor, tuple, list or mapping.
     """
-    if isinstance(batch, Tensor):
-        value: Any = batch
-    elif isinstance(batch, Mapping):
-        if input_key not in batch:
-            raise ValueError(
-                f"input_key={input_key!r}: batches are mappings with keys "
-                f"{sorted(map(str, batch))}; pass the input's key as input_key"
-            )
-        value = batch[input_key]
-    elif isinstance(batch, Sequence) and not isinstance(batch, str):
-        if not isinstance(input_key, int) or not -len(batch) <= input_key < len(batch):
-            raise ValueError(
-                f"input_key={input_key!r}: batches are sequences of {len(batch)} items; "
-                "pass the input's position as input_key"
-            )
-        value = batch[input_key]
-    else:
-        raise TypeError(
-            f"batch of type {type(batch).__name__}: expected a tensor, a tuple or list, or a "
-            "mapping; pass input_shape= instead"
-        )
+    value = batch if isinstance(batch, Tensor) else batch_entry(batch, input_key)
     if not isinstance(value, Tensor) or value.dim() < 2:
         raise ValueError(
             f"input_key={input_key!r}: the batch's input must be a tensor of shape (B, ...), "
-            f"got {type(value).__name__}"
-            + (f" of shape {tuple(value.shape)}" if isinstance(value, Tensor) else "")
+            f"got {describe_batch(value)}; the batch is {describe_batch(batch)}"
         )
     return tuple(int(d) for d in value.shape[1:])
 
@@ -106,7 +90,7 @@ class SpectralMonitor(Callback):
         *,
         module: str | None = None,
         input_shape: Sequence[int] | None = None,
-        input_key: int | str = 0,
+        input_key: BatchKey = 0,
         dense_limit: int = 0,
         tol: float = 1e-6,
         max_iter: int = 300,
@@ -125,8 +109,7 @@ class SpectralMonitor(Callback):
                 raise ValueError(
                     f"input_shape={input_shape!r}: must be positive sizes of one example"
                 )
-        if not isinstance(input_key, str | int):
-            raise ValueError(f"input_key={input_key!r}: must be an index or a key")
+        check_batch_key(input_key, "input_key")
         if dense_limit < 0:
             raise ValueError(f"dense_limit={dense_limit}: must be at least 0")
         if not tol > 0:

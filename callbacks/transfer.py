@@ -67,10 +67,11 @@ from intriguing.analysis.transfer import (
     adversarial_set,
     check_transfer_attack,
     checkpoint_names,
-    evaluating,
     example_grid,
     predictions,
 )
+from intriguing.attacks import evaluating
+from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key
 from intriguing.configs import ConfigError
 from intriguing.trainers import ErrorRate, load_classifier
 from intriguing.trainers.checkpoints import load_lightning_module
@@ -142,8 +143,8 @@ class TransferRobustness(Callback):
         attack: Mapping[str, Any] | None = None,
         examples: Examples | None = None,
         split: str = "auto",
-        input_key: str | int = 0,
-        target_key: str | int = 1,
+        input_key: BatchKey = 0,
+        target_key: BatchKey = 1,
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         grid_examples: int = 8,
@@ -169,9 +170,8 @@ class TransferRobustness(Callback):
         self.stages = tuple(stages)
         self.attack = check_transfer_attack(attack or {"name": "lbfgs"})
         self.examples = _check_examples(examples)
-        for name, key in (("input_key", input_key), ("target_key", target_key)):
-            if isinstance(key, bool) or not isinstance(key, (str, int)):
-                raise TypeError(f"{name}={key!r}: must be a dict key (str) or an index (int)")
+        check_batch_key(input_key, "input_key")
+        check_batch_key(target_key, "target_key")
         if (mean is None) != (std is None):
             raise ValueError(f"mean={mean!r}, std={std!r}: give both or neither")
         self.normalization = None
@@ -391,28 +391,11 @@ class TransferRobustness(Callback):
         return (images, labels) if sharded else (images[rank::world], labels[rank::world])
 
     def _parts(self, batch: Any, what: str) -> tuple[Tensor, Tensor]:
-        """``(inputs, labels)`` of a batch or data set item, by ``input_key``/``target_key``."""
-        values = []
-        for argument, key in (("input_key", self.input_key), ("target_key", self.target_key)):
-            try:
-                if isinstance(batch, (Mapping, list, tuple)):
-                    value = batch[key]
-                else:
-                    raise TypeError
-            except (KeyError, IndexError, TypeError):
-                shape = (
-                    f"keys {sorted(map(str, batch))}"
-                    if isinstance(batch, Mapping)
-                    else f"{len(batch)} elements"
-                    if isinstance(batch, (list, tuple))
-                    else type(batch).__name__
-                )
-                raise ValueError(
-                    f"{argument}={key!r}: a {what} holds {shape}; set input_key and target_key "
-                    "to where the inputs and the labels are"
-                ) from None
-            values.append(torch.as_tensor(value))
-        return values[0], values[1]
+        """``(inputs, labels)`` of a batch or data set item, by ``input_key``/``target_key``
+        (:func:`~callbacks.batches.batch_entry`), as tensors."""
+        images = batch_entry(batch, self.input_key, argument="input_key", what=what)
+        labels = batch_entry(batch, self.target_key, argument="target_key", what=what)
+        return torch.as_tensor(images), torch.as_tensor(labels)
 
     def _measure_zoo(self, device: torch.device) -> None:
         """Zoo model on zoo set, reduced over processes: these cells never change."""
