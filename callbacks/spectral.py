@@ -10,6 +10,7 @@ any other ``nn.Module`` (residual connections included).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,10 @@ def batch_input_shape(batch: Any, input_key: BatchKey = 0) -> tuple[int, ...]:
             f"got {describe_batch(value)}; the batch is {describe_batch(batch)}"
         )
     return tuple(int(d) for d in value.shape[1:])
+
+
+#: Iterations per operator norm when the monitor checks a model before training.
+CHECK_ITERATIONS = 3
 
 
 class SpectralMonitor(Callback):
@@ -162,25 +167,38 @@ class SpectralMonitor(Callback):
         return self._batch_shape
 
     def compute(
-        self, module: nn.Module, input_shape: Sequence[int] | None = None
+        self,
+        module: nn.Module,
+        input_shape: Sequence[int] | None = None,
+        *,
+        max_iter: int | None = None,
     ) -> SpectralBounds | ModelBounds:
-        """The bounds of ``module`` now, warm-started from (and updating) ``self.vectors``."""
+        """The bounds of ``module`` now, warm-started from (and updating) ``self.vectors``;
+        ``max_iter`` (default the monitor's) caps the iterations of each operator norm."""
         return spectral_bounds(
             module,
             input_shape,
             warm_start=self.vectors,
             dense_limit=self.dense_limit,
             tol=self.tol,
-            max_iter=self.max_iter,
+            max_iter=self.max_iter if max_iter is None else max_iter,
             seed=self.seed,
         )
 
     def _check(self, pl_module: pl.LightningModule) -> None:
-        # Refuse an unsupported model before training starts, and find the starting vectors.
+        # Refuse an unsupported model before training starts: the whole graph is traced and
+        # every layer bounded, but with a few iterations per operator norm (the first full
+        # computation, at the end of the epoch, starts from the vectors they leave).
         target = self.target(pl_module)
         shape = self._shape(target)
         if shape is not None:
-            self.compute(target, None if isinstance(target, StagedNetwork) else shape)
+            with warnings.catch_warnings():  # a few iterations are not meant to converge
+                warnings.filterwarnings("ignore", message="Lanczos iteration did not reach")
+                self.compute(
+                    target,
+                    None if isinstance(target, StagedNetwork) else shape,
+                    max_iter=min(self.max_iter, CHECK_ITERATIONS),
+                )
             self._checked = True
 
     @override
