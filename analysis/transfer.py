@@ -559,8 +559,7 @@ class PixelInput(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         shape = (1, -1, *[1] * (x.ndim - 2))
         normalised = (x - self.mean.view(shape)) / self.std.view(shape)
-        dtype = _floating_dtype(self.model)
-        return self.model(normalised.to(dtype) if dtype is not None else normalised)
+        return self.model(model_input(self.model, normalised))
 
 
 def _floating_dtype(model: nn.Module) -> torch.dtype | None:
@@ -570,6 +569,20 @@ def _floating_dtype(model: nn.Module) -> torch.dtype | None:
     return None
 
 
+def model_input(model: nn.Module, x: Tensor) -> Tensor:
+    """``x`` as ``model`` takes it: on the model's device and, when floating-point, in the
+    model's own floating dtype (that of its first floating parameter or buffer).
+
+    Every model of a transfer measurement is called through this: a model that Lightning's
+    ``bf16-true`` or ``16-true`` precision left in half precision takes float32 examples, and
+    a float32 zoo model takes a half-precision model's examples. A model without floating
+    tensors (or integer inputs) gets ``x`` unchanged in dtype.
+    """
+    dtype = _floating_dtype(model)
+    x = x.to(_device_of(model))
+    return x.to(dtype) if dtype is not None and x.is_floating_point() else x
+
+
 def predictions(model: nn.Module, images: Tensor, *, batch_size: int = 1000) -> Tensor:
     """The class ``model`` predicts for each image: ``(N,)`` int64 on ``images.device``.
 
@@ -577,13 +590,10 @@ def predictions(model: nn.Module, images: Tensor, *, batch_size: int = 1000) -> 
     images are cast to the model's floating dtype (a model that Lightning's ``bf16-true`` or
     ``16-true`` precision left in half precision takes the float32 examples).
     """
-    device, dtype = _device_of(model), _floating_dtype(model)
     with evaluating(model):
         parts = []
         for rows in _batches(len(images), batch_size):
-            x = images[rows].to(device)
-            if dtype is not None and x.is_floating_point():
-                x = x.to(dtype)
+            x = model_input(model, images[rows])
             parts.append(model(x).argmax(dim=1).to(images.device))
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=images.device)
 

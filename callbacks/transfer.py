@@ -68,6 +68,7 @@ from intriguing.analysis.transfer import (
     check_transfer_attack,
     checkpoint_names,
     example_grid,
+    model_input,
     predictions,
 )
 from intriguing.attacks import evaluating
@@ -704,7 +705,7 @@ def _stack(items: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
 def _logit_count(model: nn.Module, images: Tensor, name: str) -> int:
     """How many classes ``model`` scores, from its logits ``(N, classes)`` on one example."""
     with evaluating(model):
-        logits = model(images[:1])
+        logits = model(model_input(model, images[:1]))
     if not isinstance(logits, Tensor) or logits.ndim != 2 or len(logits) != 1:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(

@@ -284,3 +284,26 @@ def test_lightning_module_checkpoints_load_weights_only(user_checkpoint, tmp_pat
         load_lightning_module("no_such_package.nets:Mlp", checkpoint)
     with pytest.raises(CheckpointError, match="no such file"):
         load_lightning_module(target, tmp_path / "missing.ckpt")
+
+
+@pytest.mark.parametrize("bf16_examples", [False, True])
+def test_bf16_true_model_and_float32_zoo_take_each_others_examples(
+    tmp_path: Path, bf16_examples: bool
+) -> None:
+    """precision="bf16-true" leaves the module in bfloat16: float32 validation examples go
+    into it, its bfloat16 examples into the float32 zoo model, each cast to the model's own
+    dtype (and examples given in bfloat16 reach the float32 zoo likewise)."""
+    x, y = _data(64)
+    given = {"examples": (x[48:].bfloat16(), y[48:])} if bf16_examples else {"subset": 16}
+    callback = TransferRobustness({"plain": _plain_module()}, attack=FGSM, grid_examples=0, **given)
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", precision="bf16-true", callbacks=[callback],
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    train = DataLoader(TensorDataset(x[:32], y[:32]), batch_size=16)
+    trainer.fit(SmallCNN(), train, DataLoader(TensorDataset(x[32:48], y[32:48]), batch_size=8))
+    metrics = trainer.callback_metrics
+    for key in ("transfer/model->plain", "transfer/plain->model", "transfer/distortion"):
+        assert torch.isfinite(metrics[key]), key
+    assert next(callback._models["plain"].parameters()).dtype == torch.float32
