@@ -101,7 +101,7 @@ class AdversarialPool:
 
         Args:
             examples: ``(n, *example_shape)``, converted to the pool's dtype.
-            labels: ``(n,)`` integer labels.
+            labels: ``(n,)`` integer labels (any integer dtype; stored as int64).
             step: the training step they were made at.
             generator: the random source of the replaced slots.
             perturbations: ``(n, *shape)``, each example's perturbation of a hidden layer's
@@ -132,7 +132,7 @@ class AdversarialPool:
         if perturbations is not None and self.perturbations is not None:
             perturbations = perturbations[-self.capacity :]
             self.perturbations[slots] = perturbations.detach().to(self.perturbations)
-        self.labels[slots] = labels.to(self.device)
+        self.labels[slots] = labels.to(self.labels)  # int64, whatever integer dtype given
         self.made_at_step[slots] = step
         self.size += empty
         return slots
@@ -205,7 +205,7 @@ class AdversarialPool:
         self.examples[:size] = examples.to(self.examples)
         if perturbations is not None and self.perturbations is not None:
             self.perturbations[:size] = perturbations[:size].to(self.perturbations)
-        self.labels[:size] = state["labels"][:size].to(self.device)
-        self.made_at_step[:size] = state["made_at_step"][:size].to(self.device)
+        self.labels[:size] = state["labels"][:size].to(self.labels)
+        self.made_at_step[:size] = state["made_at_step"][:size].to(self.made_at_step)
         self.made_at_step[size:] = -1
         self.size = size

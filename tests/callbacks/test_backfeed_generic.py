@@ -346,3 +346,32 @@ def test_a_batch_that_bypasses_the_transfer_hook_is_refused(tmp_path: Path) -> N
     backfeed = AdversarialBackfeed(pool_size=64, generator=FGSM, val_attack=None)
     with pytest.raises(ConfigError, match="did not pass through on_after_batch_transfer"):
         fit_trainer(tmp_path, [backfeed]).fit(IteratorModule(), loader(images()))
+
+
+class Int32Module(SmallCNN):
+    """int32 labels in its batches (cross_entropy itself wants int64)."""
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        assert batch[1].dtype == torch.int32
+        return super().training_step((batch[0], batch[1].long()), batch_idx)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        super().validation_step((batch[0], batch[1].long()), batch_idx)
+
+
+def test_int32_labels_train_pool_and_validate(tmp_path: Path) -> None:
+    """Labels of another integer dtype than int64 (int32 from a user's data set) go into the
+    pools (stored as int64) and come back into the batch in the batch's own dtype."""
+    data, val = images(64), images(32, seed=1)
+    module = Int32Module()
+    backfeed = AdversarialBackfeed(
+        pool_size=32, refresh_fraction=0.5, generator=FGSM, layers=["input", "features"],
+        val_attack=FGSM, val_subset=16,
+    )  # fmt: skip
+    trainer = fit_trainer(tmp_path, [backfeed], limit_train_batches=2)
+    as_int32 = [TensorDataset(d.tensors[0], d.tensors[1].int()) for d in (data, val)]
+    trainer.fit(module, loader(as_int32[0]), loader(as_int32[1]))
+    for pool in backfeed.pools.values():
+        assert pool.size > 0 and pool.labels.dtype == torch.long
+    assert module.sizes == [64, 64]  # 32 clean, 16 from each pool
+    assert torch.isfinite(trainer.callback_metrics["val/adv_error"])

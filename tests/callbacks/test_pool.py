@@ -68,3 +68,16 @@ def test_shape_mismatch_is_refused() -> None:
         make_pool().add(
             torch.zeros(2, 4), torch.zeros(2, dtype=torch.long), step=0, generator=torch.Generator()
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_labels_of_any_integer_dtype_are_stored_as_int64(dtype: torch.dtype) -> None:
+    pool, rng = make_pool(4), torch.Generator().manual_seed(0)
+    examples, labels = batch(0, 6)
+    pool.add(examples, labels.to(dtype), step=1, generator=rng)  # fills, then replaces
+    restored = make_pool(4)
+    state = pool.state_dict()
+    restored.load_state_dict({**state, "labels": state["labels"].to(dtype)})
+    for held in (pool, restored):
+        assert held.labels.dtype == torch.long
+        assert (held.stored()[0][:, 0].long() == held.stored()[1]).all()
