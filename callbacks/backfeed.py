@@ -45,6 +45,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
+from torch.utils.data import IterableDataset
 from torchmetrics import MeanMetric, Metric, SumMetric
 from typing_extensions import override
 
@@ -186,9 +187,10 @@ class AdversarialBackfeed(Callback):
     Raises:
         ConfigError: for settings out of range (at construction), layers the module lacks or
             whose pool could not train anything (the output layer), a pool larger than the
-            training set, and batches the pooled examples could not reach the loss through
-            (missing keys, other per-example entries, a batch that did not pass through
-            ``on_after_batch_transfer``): before the first optimizer step.
+            training set (when its size is known: this project's data module, or the sized
+            data sets of the training loaders), and batches the pooled examples could not
+            reach the loss through (missing keys, other per-example entries, a batch that did
+            not pass through ``on_after_batch_transfer``): before the first optimizer step.
     """
 
     def __init__(
@@ -272,6 +274,7 @@ class AdversarialBackfeed(Callback):
         self._batch_ready = False
         self._refreshed_at = -1
         self._probed = False
+        self._size_checked = False
         self._patches: list[tuple[str, slice, Tensor]] = []
         self._mixed_size = 0
         self._hooks = ExitStack()
@@ -303,12 +306,9 @@ class AdversarialBackfeed(Callback):
                     layer_path(pl_module, layer)
                 except ValueError as error:
                     raise ConfigError(f"backfeed.layers: {layer!r}: {error}") from None
-        train_size = self._training_set_size(trainer)
-        if train_size is not None and self.pool_size > train_size:
-            raise ConfigError(
-                f"backfeed.pool_size={self.pool_size} is larger than the training set "
-                f"({train_size} examples)"
-            )
+        train_size = _datamodule_size(trainer)
+        self._check_pool_size(train_size)
+        self._size_checked = train_size is not None
         world, rank = trainer.world_size, trainer.global_rank
         share = self.pool_size // world + (1 if rank < self.pool_size % world else 0)
         self.pools = {layer: AdversarialPool(max(1, share)) for layer in self.layers}
@@ -320,12 +320,22 @@ class AdversarialBackfeed(Callback):
         self._restore_pending(rank, world)
         self._wrap_batch_hooks(trainer, pl_module)
 
-    @staticmethod
-    def _training_set_size(trainer: pl.Trainer) -> int | None:
-        datamodule = trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "tensors"):
-            return len(datamodule.tensors("train")[1])
-        return None
+    def _check_pool_size(self, train_size: int | None) -> None:
+        """A pool larger than the training set (over all processes, as ``pool_size``) could
+        never be filled with distinct examples: refused, when the size is known."""
+        if train_size is not None and self.pool_size > train_size:
+            raise ConfigError(
+                f"backfeed.pool_size={self.pool_size} is larger than the training set "
+                f"({train_size} examples)"
+            )
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Without this project's data module, the pool size is checked against the data
+        sets of the training loaders, which Lightning sets up only after ``setup``."""
+        if not self._size_checked:
+            self._check_pool_size(_loaders_size(trainer.train_dataloader))
+            self._size_checked = True
 
     def _layer_metric_names(self) -> list[str]:
         return [f"backfeed/{layer}/{figure}" for layer in self.layers for figure in _PER_LAYER]
@@ -854,3 +864,32 @@ class AdversarialBackfeed(Callback):
                     **{key: value[mine_slice] for key, value in merged.items()},
                 }
             )
+
+
+def _datamodule_size(trainer: pl.Trainer) -> int | None:
+    """Examples in this project's data module's ``train`` split (``None``: another one)."""
+    datamodule = trainer.datamodule
+    if datamodule is not None and hasattr(datamodule, "tensors"):
+        return len(datamodule.tensors("train")[1])
+    return None
+
+
+def _loaders_size(loaders: Any) -> int | None:
+    """Examples in the data sets of the training loaders (one, or a sequence or mapping of
+    them, as ``trainer.train_dataloader`` gives them), summed: the whole data sets, which every
+    process's sampler shares out. ``None`` when one is not sized (an iterable data set) or
+    there are none."""
+    if isinstance(loaders, Mapping):
+        loaders = list(loaders.values())
+    if not isinstance(loaders, list | tuple):
+        loaders = [loaders]
+    total = 0
+    for loader in loaders:
+        dataset = getattr(loader, "dataset", None)
+        if dataset is None or isinstance(dataset, IterableDataset):
+            return None
+        try:
+            total += len(dataset)
+        except TypeError:  # a map-style data set without __len__
+            return None
+    return total if loaders else None

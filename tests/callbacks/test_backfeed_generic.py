@@ -375,3 +375,27 @@ def test_int32_labels_train_pool_and_validate(tmp_path: Path) -> None:
         assert pool.size > 0 and pool.labels.dtype == torch.long
     assert module.sizes == [64, 64]  # 32 clean, 16 from each pool
     assert torch.isfinite(trainer.callback_metrics["val/adv_error"])
+
+
+class Stream(torch.utils.data.IterableDataset):
+    """An iterable data set: its size is not known."""
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.data = data
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.data)
+
+
+def test_pool_larger_than_plain_loaders_data_set_is_refused_before_training(
+    tmp_path: Path,
+) -> None:
+    module = SmallCNN()
+    backfeed = AdversarialBackfeed(pool_size=1000, generator=FGSM)
+    with pytest.raises(ConfigError, match=r"pool_size=1000 is larger than the training set \(64"):
+        fit_trainer(tmp_path, [backfeed]).fit(module, loader(images(64)))
+    assert module.sizes == []
+    # The size of an iterable data set is not known: nothing to say.
+    backfeed = AdversarialBackfeed(pool_size=1000, generator=FGSM)
+    fit_trainer(tmp_path, [backfeed], limit_train_batches=1).fit(module, loader(Stream(images(64))))
+    assert len(module.sizes) == 1  # it trained
