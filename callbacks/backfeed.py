@@ -60,6 +60,7 @@ from intriguing.attacks import (
 )
 from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key, describe_batch
 from intriguing.callbacks.pool import AdversarialPool
+from intriguing.callbacks.rng import untouched_rng
 from intriguing.configs import ConfigError
 from intriguing.trainers import ErrorRate
 
@@ -779,7 +780,9 @@ class AdversarialBackfeed(Callback):
         if self._val_labels:
             x, y = torch.cat(self._val_inputs), torch.cat(self._val_labels)
             attack = self.make_val_attack(pl_module, INPUT)
-            with torch.inference_mode(False), torch.enable_grad():
+            # A measurement: a random attack (PGD's start) must not move the global
+            # generator, which later epochs shuffle with.
+            with torch.inference_mode(False), torch.enable_grad(), untouched_rng(device):
                 result = attack(self._to_pixels(x.clone()), y.clone())
                 adversarial = self._from_pixels(result.adv).to(x.dtype)
             with evaluating(pl_module):

@@ -73,6 +73,7 @@ from intriguing.analysis.transfer import (
 )
 from intriguing.attacks import evaluating
 from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key
+from intriguing.callbacks.rng import untouched_rng
 from intriguing.configs import ConfigError
 from intriguing.trainers import ErrorRate, load_classifier
 from intriguing.trainers.checkpoints import load_lightning_module
@@ -223,7 +224,8 @@ class TransferRobustness(Callback):
                 rank_zero_info("TransferRobustness: the zoo is empty, nothing to measure")
             return
         if self.examples is not None or _has_tensors(trainer.datamodule):
-            self._prepare(trainer)
+            with untouched_rng(trainer.strategy.root_device):
+                self._prepare(trainer)
 
     def _reset(self, stage: str | None) -> None:
         self._stage = stage
@@ -448,8 +450,10 @@ class TransferRobustness(Callback):
     ) -> dict[str, float]:
         """Measure with ``pl_module`` as the model (collective), log, return the scalars."""
         # trainer.validate and trainer.test run hooks in inference mode (Lightning's default):
-        # tensors and modules made there could not be attacked.
-        with torch.inference_mode(False):
+        # tensors and modules made there could not be attacked. Reading the loader's examples
+        # and random attacks draw from the global generator: on a fork, so that measuring does
+        # not change the shuffling of later epochs.
+        with torch.inference_mode(False), untouched_rng(trainer.strategy.root_device):
             return self._measure_and_log_now(trainer, pl_module)
 
     def _measure_and_log_now(
