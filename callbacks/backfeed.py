@@ -44,6 +44,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.utils.data import IterableDataset
 from torchmetrics import MeanMetric, Metric, SumMetric
@@ -276,6 +277,7 @@ class AdversarialBackfeed(Callback):
         self._refreshed_at = -1
         self._probed = False
         self._size_checked = False
+        self._range_warned: set[str] = set()
         self._patches: list[tuple[str, slice, Tensor]] = []
         self._mixed_size = 0
         self._hooks = ExitStack()
@@ -304,9 +306,10 @@ class AdversarialBackfeed(Callback):
         for layer in self.layers:
             if layer != INPUT:
                 try:
-                    layer_path(pl_module, layer)
+                    path = layer_path(pl_module, layer)
                 except ValueError as error:
                     raise ConfigError(f"backfeed.layers: {layer!r}: {error}") from None
+                self._warn_unknown_range(layer, pl_module.get_submodule(path))
         train_size = _datamodule_size(trainer)
         self._check_pool_size(train_size)
         self._size_checked = train_size is not None
@@ -320,6 +323,25 @@ class AdversarialBackfeed(Callback):
         self._refreshed_at = -1
         self._restore_pending(rank, world)
         self._wrap_batch_hooks(trainer, pl_module)
+
+    def _warn_unknown_range(self, layer: str, module: nn.Module) -> None:
+        """Warn once (rank zero) about a hidden pool at a module of the user's own whose
+        output range is not known: perturbed activations are then clamped to nothing and may
+        leave the values the layer can produce (negative after a final ``F.relu``)."""
+        if layer in self._range_warned or layer_range(module) != (-math.inf, math.inf):
+            return
+        if not _range_unknown(module):
+            return
+        self._range_warned.add(layer)
+        name = type(module).__name__
+        rank_zero_warn(
+            f"backfeed.layers: the output range of {layer!r} ({name}) is not known, so its "
+            "pool's perturbed activations are not clamped and may leave the values the layer "
+            "can produce (e.g. negative after a final F.relu). Declare it on the module, "
+            f"`module.output_range = (0.0, float('inf'))`, or for the class, "
+            f"`intriguing.attacks.register_layer_range({name}, (0.0, float('inf')))`",
+            category=UserWarning,
+        )
 
     def _check_pool_size(self, train_size: int | None) -> None:
         """A pool larger than the training set (over all processes, as ``pool_size``) could
@@ -896,3 +918,16 @@ def _loaders_size(loaders: Any) -> int | None:
         except TypeError:  # a map-style data set without __len__
             return None
     return total if loaders else None
+
+
+def _range_unknown(module: nn.Module) -> bool:
+    """Whether an unbounded :func:`attacks.layer_range` of ``module`` means "not known": the
+    module (for an ``nn.Sequential``, its last child) is of a class of the user's own with no
+    declared ``output_range``. PyTorch's own layers (linear, convolution, normalisation) are
+    unbounded indeed."""
+    if getattr(module, "output_range", None) is not None:
+        return False
+    if isinstance(module, nn.Sequential):
+        children = list(module)
+        return bool(children) and _range_unknown(children[-1])
+    return not type(module).__module__.startswith("torch.")

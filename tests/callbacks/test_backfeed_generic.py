@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import io
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -399,3 +400,38 @@ def test_pool_larger_than_plain_loaders_data_set_is_refused_before_training(
     backfeed = AdversarialBackfeed(pool_size=1000, generator=FGSM)
     fit_trainer(tmp_path, [backfeed], limit_train_batches=1).fit(module, loader(Stream(images(64))))
     assert len(module.sizes) == 1  # it trained
+
+
+class ReluBlock(nn.Module):
+    """A user's block ending in F.relu: its range (0, inf) is not known to the attacks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(16, 16)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return F.relu(self.linear(h) + h)
+
+
+class ReluBlockNet(SkipNet):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = ReluBlock()  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_a_hidden_pool_at_a_layer_of_unknown_range_warns_once(tmp_path: Path, declared) -> None:
+    module = ReluBlockNet()
+    if declared:
+        module.block.output_range = (0.0, float("inf"))
+    backfeed = AdversarialBackfeed(pool_size=32, generator=FGSM, layers=["block", "features.1"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_trainer(tmp_path, [backfeed], limit_train_batches=1).fit(module, loader(images(64)))
+    said = [str(w.message) for w in caught if "output range" in str(w.message)]
+    if declared:
+        assert said == []
+    else:  # the Linear ('features.1') is unbounded indeed: nothing said of it
+        (message,) = said
+        assert "'block' (ReluBlock)" in message and "output_range" in message
+        assert "register_layer_range" in message
