@@ -134,11 +134,17 @@ def build_model(spec: str) -> nn.Module:
         raise UsageError(
             f"--model {spec}: expected MODULE:FACTORY, e.g. torchvision.models:resnet18"
         )
+    folder = None
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise UsageError(f"--model {spec}: no such file {path}")
+        # As `python FILE.py` does: the file's folder first on sys.path, so that its imports
+        # of sibling modules work (while it is imported and its factory runs).
+        folder = str(path.resolve().parent)
+        sys.path.insert(0, folder)
     try:
         if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise UsageError(f"--model {spec}: no such file {path}")
             loaded = importlib.util.spec_from_file_location(path.stem, path)
             if loaded is None or loaded.loader is None:
                 raise UsageError(f"--model {spec}: cannot load {path}")
@@ -146,12 +152,15 @@ def build_model(spec: str) -> nn.Module:
             loaded.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
+        factory = getattr(module, factory_name, None)
+        if not callable(factory):
+            raise UsageError(f"--model {spec}: {module_name} has no callable {factory_name!r}")
+        model = factory()
     except ImportError as error:
         raise UsageError(f"--model {spec}: {error}") from error
-    factory = getattr(module, factory_name, None)
-    if not callable(factory):
-        raise UsageError(f"--model {spec}: {module_name} has no callable {factory_name!r}")
-    model = factory()
+    finally:
+        if folder is not None and folder in sys.path:
+            sys.path.remove(folder)
     if not isinstance(model, nn.Module):
         raise UsageError(
             f"--model {spec}: {factory_name}() returned {type(model).__name__}, not an nn.Module"
@@ -161,7 +170,13 @@ def build_model(spec: str) -> nn.Module:
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a state dict (or a Lightning checkpoint's ``state_dict``) into ``model``
-    (``weights_only``, strict). Raises ``UsageError`` when it does not fit."""
+    (``weights_only``, strict).
+
+    A LightningModule's checkpoint names its network's tensors after the attribute that holds
+    it (``model.conv.weight``): when the keys share a dotted prefix and, without it, name
+    exactly the model's tensors, the prefix is stripped (and said on stderr). Raises
+    ``UsageError`` when it does not fit, naming the keys' common prefix when they have one.
+    """
     import torch
 
     if not path.is_file():
@@ -170,10 +185,39 @@ def load_weights(model: nn.Module, path: Path) -> None:
     state = content.get("state_dict", content) if isinstance(content, dict) else None
     if not isinstance(state, dict):
         raise UsageError(f"--state-dict {path}: not a state dict ({type(content).__name__})")
+    wanted = set(model.state_dict())
+    prefixes = _common_prefixes(list(state))
+    for prefix in prefixes:
+        stripped = {key.removeprefix(prefix): value for key, value in state.items()}
+        if set(state) != wanted and set(stripped) == wanted:
+            print(f"--state-dict {path}: stripped the keys' prefix {prefix!r}", file=sys.stderr)
+            state = stripped
+            break
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise UsageError(f"--state-dict {path}: does not fit the model: {error}") from error
+        hint = ""
+        if prefixes:
+            hint = (
+                f" (all its keys start with {prefixes[-1]!r}: the weights of a LightningModule "
+                "holding the network as that attribute? Let the factory build that module "
+                f"and bound its network with --module {prefixes[0].rstrip('.')})"
+            )
+        raise UsageError(f"--state-dict {path}: does not fit the model{hint}: {error}") from error
+
+
+def _common_prefixes(keys: list[str]) -> list[str]:
+    """The dotted prefixes every key shares, shortest first: ``["model."]`` for
+    ``["model.conv.weight", "model.fc.bias"]`` (a key's last part is never one)."""
+    if not keys:
+        return []
+    parts = [key.split(".")[:-1] for key in keys]
+    shared: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) != 1:
+            break
+        shared.append(level[0])
+    return [".".join(shared[: depth + 1]) + "." for depth in range(len(shared))]
 
 
 def _write(path: Path, text: str) -> None:

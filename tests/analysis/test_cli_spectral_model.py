@@ -97,3 +97,38 @@ def test_spectral_model_errors_are_one_line(factory: Path, capsys) -> None:
     assert "MultiheadAttention" in err and "register_bound" in err
     assert main(["spectral", "--model", f"{factory}:build", "--input-shape", "1,5,5"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_a_factory_file_imports_its_siblings(tmp_path: Path, capsys) -> None:
+    """As `python nets.py` would: the file's folder is on sys.path while it is imported."""
+    (tmp_path / "sibling_layers.py").write_text(
+        "from torch import nn\n\ndef head():\n    return nn.Linear(4, 3)\n"
+    )
+    (tmp_path / "sibling_nets.py").write_text(
+        "from torch import nn\nimport sibling_layers\n\n"
+        "def build():\n    return nn.Sequential(nn.Flatten(), sibling_layers.head())\n"
+    )
+    code = main(
+        ["spectral", "--model", f"{tmp_path / 'sibling_nets.py'}:build", "--input-shape", "4"]
+    )
+    assert code == 0, capsys.readouterr().err
+    import sys
+
+    assert str(tmp_path) not in sys.path
+
+
+def test_lightning_checkpoint_keys_with_a_prefix(factory: Path, tmp_path: Path, capsys) -> None:
+    namespace: dict = {}
+    exec(compile(FACTORY, "user_nets", "exec"), namespace)
+    network = namespace["build"]()
+    prefixed = {f"model.{key}": value for key, value in network.state_dict().items()}
+    weights = tmp_path / "lit.ckpt"
+    torch.save({"state_dict": prefixed}, weights)
+    command = ["spectral", "--model", f"{factory}:build", "--input-shape", "1,6,6"]
+    assert main([*command, "--state-dict", str(weights)]) == 0  # stripped: fits exactly
+    assert "stripped the keys' prefix 'model.'" in capsys.readouterr().err
+    # With another tensor of the LightningModule's, the rest does not fit: a hint.
+    torch.save({"state_dict": {**prefixed, "model.extra": torch.zeros(1)}}, weights)
+    assert main([*command, "--state-dict", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert "start with 'model.'" in err and "--module model" in err
