@@ -169,8 +169,32 @@ def _batches(count: int, batch_size: int) -> list[slice]:
     return [slice(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
 
 
+def check_attack_spec(spec: Mapping[str, Any], argument: str) -> None:
+    """Check an attack config mapping before any model exists, as :func:`attacks.build_attack`
+    would check it (unknown keys and names, values each attack refuses), by building the
+    attack on the input of a stand-in model; ``layer`` is left out (a layer of a model not yet
+    known).
+
+    Raises:
+        ValueError: ``"{argument}: attack.KEY ..."``, naming the argument and the key.
+    """
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"{argument}={spec!r}: expected an attack config mapping")
+    try:
+        build_attack(nn.Identity(), {**dict(spec), "layer": None})
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        named = message if message.startswith(f"{argument}.") else f"{argument}: {message}"
+        raise ValueError(named) from None
+
+
 def check_transfer_attack(attack: Mapping[str, Any]) -> dict[str, Any]:
-    """The attack settings as a plain dict; refuses a hidden-layer attack (models differ)."""
+    """The attack settings as a plain dict, checked (:func:`check_attack_spec`); refuses a
+    hidden-layer attack (models differ).
+
+    Raises:
+        ValueError: naming ``attack`` and the key.
+    """
     spec = {key: value for key, value in dict(attack).items() if value is not None}
     if spec.get("layer") not in (None, "input"):
         raise ValueError(
@@ -179,7 +203,9 @@ def check_transfer_attack(attack: Mapping[str, Any]) -> dict[str, Any]:
         )
     spec.pop("layer", None)
     spec.setdefault("name", "lbfgs")
-    return {key: (str(v) if hasattr(v, "value") else v) for key, v in spec.items()}
+    spec = {key: (str(v) if hasattr(v, "value") else v) for key, v in spec.items()}
+    check_attack_spec(spec, "attack")
+    return spec
 
 
 def attack_examples(

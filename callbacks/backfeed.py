@@ -50,6 +50,7 @@ from torch.utils.data import IterableDataset
 from torchmetrics import MeanMetric, Metric, SumMetric
 from typing_extensions import override
 
+from intriguing.analysis.transfer import check_attack_spec
 from intriguing.attacks import (
     INPUT,
     Attack,
@@ -91,15 +92,23 @@ def attack_factory(
     *,
     mean: Stat | None = None,
     std: Stat | None = None,
+    argument: str = "generator",
 ) -> AttackFactory:
     """A function ``(model, layer) -> Attack`` from an attack config mapping, or ``spec``
     itself when it is one. ``mean``/``std`` (data normalised outside the model) are passed to
-    the attack, which then takes inputs in pixel units."""
+    the attack, which then takes inputs in pixel units.
+
+    Raises:
+        ValueError: for a mapping :func:`attacks.build_attack` would refuse, now rather than
+            at the first attack, naming ``argument`` and the key
+            (:func:`analysis.transfer.check_attack_spec`).
+    """
     if callable(spec):
         return spec
     settings = dict(spec)
     if mean is not None:
         settings.update(mean=mean, std=std)
+    check_attack_spec(settings, argument)
 
     def make(model: nn.Module, layer: str) -> Attack:
         return build_attack(model, {**settings, "layer": None if layer == INPUT else layer})
@@ -242,12 +251,17 @@ class AdversarialBackfeed(Callback):
         self.mix_ratio = float(mix_ratio)
         self.refresh_fraction = float(refresh_fraction)
         self.refresh_every_n_steps = int(refresh_every_n_steps)
-        self.make_attack = attack_factory(generator or {"name": "lbfgs"}, mean=mean, std=std)
+        try:
+            self.make_attack = attack_factory(generator or {"name": "lbfgs"}, mean=mean, std=std)
+            self.make_val_attack = (
+                attack_factory(val_attack, mean=mean, std=std, argument="val_attack")
+                if val_attack is not None
+                else None
+            )
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"backfeed.{error}") from None
         self.layers = list(dict.fromkeys(layers))
         self.alternate = bool(alternate)
-        self.make_val_attack = (
-            attack_factory(val_attack, mean=mean, std=std) if val_attack is not None else None
-        )
         self.val_subset = int(val_subset)
         self.seed = int(seed)
         self.input_key = input_key

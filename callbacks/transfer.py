@@ -707,13 +707,27 @@ def _stack(items: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
 
 
 def _logit_count(model: nn.Module, images: Tensor, name: str) -> int:
-    """How many classes ``model`` scores, from its logits ``(N, classes)`` on one example."""
-    with evaluating(model):
-        logits = model(model_input(model, images[:1]))
+    """How many classes ``model`` (zoo entry ``name``, or :data:`MODEL`) scores, from its
+    logits ``(N, classes)`` on one example.
+
+    Raises:
+        ValueError: naming the zoo entry (or the model in training), when the model cannot
+            take the examples (its own error quoted) or does not return ``(1, classes)``.
+    """
+    what = "the model in training" if name == MODEL else f"zoo[{name!r}]"
+    example = images[:1]
+    try:
+        with evaluating(model):
+            logits = model(model_input(model, example))
+    except RuntimeError as error:  # shapes or dtypes the model's layers refuse
+        raise ValueError(
+            f"zoo: {what} cannot take the examples, inputs {tuple(example.shape)} "
+            f"{str(example.dtype).removeprefix('torch.')}: {error}"
+        ) from error
     if not isinstance(logits, Tensor) or logits.ndim != 2 or len(logits) != 1:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(
-            f"zoo: {name} must map inputs (N, ...) to logits (N, classes); "
-            f"on inputs {tuple(images[:1].shape)} it gave {shape}"
+            f"zoo: {what} must map inputs (N, ...) to logits (N, classes); "
+            f"on inputs {tuple(example.shape)} it gave {shape}"
         )
     return int(logits.shape[1])

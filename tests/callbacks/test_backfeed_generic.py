@@ -435,3 +435,19 @@ def test_a_hidden_pool_at_a_layer_of_unknown_range_warns_once(tmp_path: Path, de
         (message,) = said
         assert "'block' (ReluBlock)" in message and "output_range" in message
         assert "register_layer_range" in message
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"generator": {"name": "fgsm", "epsilonn": 0.1}},
+            r"backfeed\.generator: attack\.epsilonn",
+        ),
+        ({"val_attack": {"name": "fgsn"}}, r"backfeed\.val_attack: attack\.name 'fgsn'"),
+        ({"generator": {"name": "pgd", "steps": 0}}, r"backfeed\.generator: .*steps"),
+    ],
+)
+def test_attack_config_typos_fail_at_construction(settings, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        AdversarialBackfeed(pool_size=32, **settings)

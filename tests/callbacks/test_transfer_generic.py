@@ -307,3 +307,17 @@ def test_bf16_true_model_and_float32_zoo_take_each_others_examples(
     for key in ("transfer/model->plain", "transfer/plain->model", "transfer/distortion"):
         assert torch.isfinite(metrics[key]), key
     assert next(callback._models["plain"].parameters()).dtype == torch.float32
+
+
+def test_attack_typos_fail_at_construction_and_a_zoo_model_that_cannot_take_the_examples_is_named(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ValueError, match=r"attack\.epsilonn: unknown key"):
+        TransferRobustness({"plain": _plain_module()}, attack={"name": "fgsm", "epsilonn": 0.1})
+    with pytest.raises(ValueError, match=r"attack\.name 'fgsn'"):
+        TransferRobustness({"plain": _plain_module()}, attack={"name": "fgsn"})
+    wrong = nn.Sequential(nn.Flatten(), nn.Linear(100, 4))  # takes 100 inputs, not 64
+    callback = TransferRobustness({"wrong": wrong}, subset=8, attack=FGSM, grid_examples=0)
+    x, y = _data(16)
+    with pytest.raises(ValueError, match=r"zoo\['wrong'\] cannot take the examples, inputs \(1, 1"):
+        _trainer(tmp_path, callback).validate(SmallCNN(), DataLoader(TensorDataset(x, y)))
