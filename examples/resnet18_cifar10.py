@@ -131,8 +131,6 @@ def fit(
     trainer = L.Trainer(
         max_epochs=args.epochs,
         callbacks=[*extra, timer],
-        # Attacks in validation need gradients: no inference mode there.
-        inference_mode=False,
         precision=args.precision,
         logger=False,
         enable_checkpointing=False,

@@ -189,7 +189,7 @@ def test_config_builds_the_callback(zoo_checkpoint):
     assert (callback.subset, callback.every_n_epochs) == (64, 3)
     with pytest.raises(ConfigError, match="layer"):
         transfer_callbacks(compose([*config_words(zoo_checkpoint), "transfer.attack.layer=fc1"]))
-    with pytest.raises(ConfigError, match="transfer.subset=0"):
+    with pytest.raises(ConfigError, match=r"transfer\.subset=0"):
         transfer_callbacks(compose([*config_words(zoo_checkpoint), "transfer.subset=0"]))
     # Used directly, the callback raises ValueError/TypeError (not the config layer's error).
     with pytest.raises(ValueError, match="subset") as raised:
