@@ -150,6 +150,9 @@ class OptimConfig:
     name: OptimizerName = OptimizerName.adam
     lr: float = 1e-3
     momentum: float = 0.9
+    # SGD: Nesterov's momentum (the FC presets' recipe) or plain heavy-ball momentum (the
+    # adversarial-training literature's PreAct ResNet-18 recipe).
+    nesterov: bool = True
     schedule: Schedule = Schedule.cosine
     # For the step schedule: multiply the rate by `gamma` every `step_epochs` epochs.
     step_epochs: int = 10

@@ -122,7 +122,8 @@ class ImageClassifier(LightningModule):
             optimizer: torch.optim.Optimizer = torch.optim.Adam(groups, lr=lr)
         elif name == "sgd":
             momentum = float(self.optim_config.get("momentum", 0.9))
-            optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+            nesterov = bool(self.optim_config.get("nesterov", True)) and momentum > 0
+            optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
         else:
             raise ValueError(f"optim.name {name!r}: expected adam or sgd")
         schedule = self.optim_config.get("schedule", "none")

@@ -26,6 +26,7 @@ def test_presets_hold_the_literature_recipe(experiment: str) -> None:
     assert list(config.model.resnet.blocks) == [2, 2, 2, 2]
     assert list(config.model.weight_decay) == [5e-4]
     assert (config.optim.name, config.optim.lr, config.optim.momentum) == ("sgd", 0.1, 0.9)
+    assert config.optim.nesterov is False  # heavy-ball momentum, as in the literature
     assert config.data.name == "cifar10" and config.data.batch_size == 128
     assert config.data.augment.random_crop_padding == 4 and config.data.augment.horizontal_flip
     assert config.evaluation.attack.name == "pgd"

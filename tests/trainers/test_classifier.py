@@ -89,3 +89,20 @@ def test_checkpoint_round_trip_and_refusals(tmp_path: Path) -> None:
     torch.save({"state_dict": {}, "payload": Payload()}, unsafe)
     with pytest.raises(CheckpointError, match="arbitrary code"):
         load_classifier(unsafe)
+
+
+def test_sgd_momentum_is_nesterov_unless_turned_off():
+    def optimizer(**optim):
+        module = ImageClassifier(
+            model={"family": "fc", "hidden": [4]},
+            optim={"name": "sgd", "lr": 0.1, **optim},
+            input_shape=(1, 2, 2),
+            num_classes=3,
+        )
+        configured = module.configure_optimizers()
+        return (
+            configured if isinstance(configured, torch.optim.Optimizer) else configured["optimizer"]
+        )
+
+    assert optimizer(schedule="none").defaults["nesterov"] is True
+    assert optimizer(schedule="none", nesterov=False).defaults["nesterov"] is False
