@@ -77,12 +77,12 @@ class CifarResNet(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
 
 
-def callbacks(zoo: dict[str, nn.Module]) -> list[L.Callback]:
+def callbacks(zoo: dict[str, nn.Module], pool_size: int = 2_000) -> list[L.Callback]:
     """The ten lines this project asks of a user."""
     fgsm = {"name": "fgsm", "epsilon": 8 / 255, "norm": "linf"}
     return [
         AdversarialBackfeed(
-            layers=["input", "layer3"], generator=fgsm, pool_size=2_000, mix_ratio=0.5,
+            layers=["input", "layer3"], generator=fgsm, pool_size=pool_size, mix_ratio=0.5,
             refresh_fraction=0.05, refresh_every_n_steps=10, val_attack=fgsm, val_subset=256,
         ),
         TransferRobustness(zoo, attack=fgsm, subset=256),
@@ -161,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
     )
     plain = CifarResNet()
     plain_seconds = fit(plain, [], loaders, args)
-    backfed_seconds = fit(CifarResNet(), callbacks({"plain": plain}), loaders, args)
+    pools = callbacks({"plain": plain}, pool_size=min(2_000, len(train)))
+    backfed_seconds = fit(CifarResNet(), pools, loaders, args)
     for name, seconds in (("plain", plain_seconds), ("with callbacks", backfed_seconds)):
         print(f"{name}: {', '.join(f'{s:.1f}' for s in seconds)} s per epoch")
     return {"plain": plain_seconds, "callbacks": backfed_seconds}

@@ -25,8 +25,8 @@ def test_example_trains_with_all_three_callbacks(monkeypatch):
     original_callbacks = example.callbacks
     original_step = example.CifarResNet.training_step
 
-    def record_callbacks(zoo):
-        made.extend(original_callbacks(zoo))
+    def record_callbacks(zoo, **options):
+        made.extend(original_callbacks(zoo, **options))
         return made
 
     def record_step(self, batch, batch_idx):
@@ -46,8 +46,9 @@ def test_example_trains_with_all_three_callbacks(monkeypatch):
     plain_steps = seen["batch_sizes"][: len(seen["batch_sizes"]) // 2]
     backfed_steps = seen["batch_sizes"][len(seen["batch_sizes"]) // 2 :]
     assert set(plain_steps) == {16}
-    # mix_ratio 0.5 per pool, both pools in every step: 16 clean + 8 input + 8 layer3 rows.
-    assert backfed_steps and max(backfed_steps) == 16 + 8 + 8
+    # mix_ratio 0.5 per pool, both pools in every step: 16 clean rows, and at most 8 from
+    # each pool (fewer while a pool holds fewer examples).
+    assert backfed_steps and all(16 < size <= 16 + 8 + 8 for size in backfed_steps)
     # Transfer to and from the plain twin, and the spectral bound, were measured.
     assert transfer.last is not None
     assert spectral.last is not None
