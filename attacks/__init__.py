@@ -32,6 +32,7 @@ from intriguing.attacks.layers import (
 )
 from intriguing.attacks.lbfgs import LBFGSAttack
 from intriguing.attacks.noise import GaussianNoise
+from intriguing.attacks.peers import PeerAttack
 
 __all__ = [
     "FGSM",
@@ -44,6 +45,7 @@ __all__ = [
     "LBFGSAttack",
     "LayeredModel",
     "MinimumDistortion",
+    "PeerAttack",
     "Problem",
     "attack_loss",
     "build_attack",

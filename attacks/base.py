@@ -541,6 +541,11 @@ class Attack(ABC):
         """
         return self(x, y, target)
 
+    def _compute_dtype(self, input_dtype: torch.dtype) -> torch.dtype:
+        """The dtype of the attack's forward passes (:func:`compute_dtype`; a subclass may
+        ask for more precision)."""
+        return compute_dtype(self.model, input_dtype)
+
     @abstractmethod
     def _perturb(self, problem: Problem) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """The adversarial batch (shape of ``problem.origin``, inside the box), the gradient
@@ -561,7 +566,7 @@ class Attack(ABC):
             raise ValueError("x must have a batch dimension")
         batch = x.shape[0]
         device = device_of(self.model, x.device)
-        dtype = compute_dtype(self.model, x.dtype)
+        dtype = self._compute_dtype(x.dtype)
         with attack_mode(self.model, device):
             given = x.detach().to(device).clone()
             pixels = given.to(dtype)
