@@ -20,6 +20,18 @@ from intriguing.configs.budget import available_budgets
 TENSOR_SPLITS: tuple[str, ...] = ("train", "val", "test", "p1", "p2", "full_train")
 #: Attacks that analysis commands can run (:data:`intriguing.attacks.factory.ATTACKS`).
 ATTACKS: tuple[str, ...] = ("lbfgs", "fgsm", "pgd", "noise")
+#: Attacks of ``intriguing evaluate`` (:data:`intriguing.analysis.evaluation.ATTACKS`).
+EVALUATE_ATTACKS: tuple[str, ...] = (
+    "autoattack",
+    "autoattack-fast",
+    "apgd-ce",
+    "apgd-t",
+    "fab",
+    "square",
+    "pgd",
+    "fgsm",
+    "lbfgs",
+)
 #: Where ``intriguing reproduce`` caches adversarial sets.
 DEFAULT_CACHE = "outputs/transfer-cache"  # shared with `intriguing transfer`
 
@@ -353,6 +365,111 @@ def _spectral(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler="intriguing.cli.spectral:run")
 
 
+def _evaluate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="robust error at fixed budgets under AutoAttack and other attacks, with "
+        "gradient-masking checks",
+        description=(
+            "Clean and robust error of checkpoints (or of a module:factory with a state dict) "
+            "at each --epsilon of an L-inf or L2 ball, per attack and for their union (an "
+            "example counts as wrong when it is misclassified clean or any attack fools it "
+            "within the budget), with the gradient-masking checks of Carlini et al. (2019) "
+            "printed and stored. Writes DIR/results.json, DIR/results.md and "
+            "DIR/robust_error.png. Attacks: autoattack (standard version, original settings: "
+            "APGD-CE, APGD-T, FAB-T, Square), autoattack-fast (APGD-CE then APGD-T on the 3 "
+            "most likely other classes), apgd-ce, apgd-t, fab, square (torchattacks: pip "
+            "install intriguing[eval]; run in float64, see --peer-dtype), pgd (ours, with "
+            "restarts), fgsm, lbfgs (ours; its minimum-distortion adversarials count where "
+            "they lie within the budget)."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoint",
+        action="append",
+        metavar="CKPT",
+        help="a checkpoint to evaluate (repeatable): this project's classifiers, or any "
+        "LightningModule's with --target",
+    )
+    source.add_argument(
+        "--model",
+        metavar="MODULE:FACTORY",
+        help="any nn.Module: FACTORY() from an importable module or a .py file; weights from "
+        "--state-dict",
+    )
+    parser.add_argument(
+        "--target",
+        metavar="PKG.MOD:CLASS",
+        help="with --checkpoint: the LightningModule class the checkpoints were saved from",
+    )
+    parser.add_argument("--state-dict", metavar="PATH", help="with --model: the weights to load")
+    parser.add_argument(
+        "--attack",
+        nargs="+",
+        default=["autoattack"],
+        metavar="NAME",
+        help=f"attacks, several allowed: {', '.join(EVALUATE_ATTACKS)} (default autoattack)",
+    )
+    parser.add_argument("--norm", default="linf", help="linf or l2 (default linf)")
+    parser.add_argument(
+        "--epsilon",
+        nargs="+",
+        type=float,
+        required=True,
+        metavar="EPS",
+        help="budgets, radius of the ball in pixel units of [0, 1] images (e.g. 0.1 0.3)",
+    )
+    parser.add_argument(
+        "--subset", type=positive_int, default=None, help="the first N examples only"
+    )
+    parser.add_argument("--split", choices=TENSOR_SPLITS, default="test", help="(test)")
+    parser.add_argument(
+        "--data", default=None, help="data set (default: the checkpoints', or mnist)"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="data folder (default $INTRIGUING_DATA_DIR or data)"
+    )
+    parser.add_argument(
+        "--mean",
+        nargs="+",
+        type=float,
+        default=None,
+        help="normalisation the model expects, per channel (inputs stay [0, 1] pixels)",
+    )
+    parser.add_argument("--std", nargs="+", type=float, default=None, help="with --mean")
+    parser.add_argument(
+        "--steps", type=positive_int, default=100, help="APGD and FAB iterations (100)"
+    )
+    parser.add_argument("--pgd-steps", type=positive_int, default=40, help="our PGD's steps (40)")
+    parser.add_argument(
+        "--pgd-restarts", type=positive_int, default=5, help="our PGD's random restarts (5)"
+    )
+    parser.add_argument(
+        "--square-queries", type=positive_int, default=5000, help="Square's queries (5000)"
+    )
+    parser.add_argument(
+        "--peer-dtype",
+        default="float64",
+        help="compute dtype of the torchattacks attacks: float64 (default; keeps the "
+        "cross-entropy gradient of overconfident models) or float32",
+    )
+    parser.add_argument(
+        "--large-epsilon",
+        type=float,
+        default=None,
+        help="budget at which (nearly) 100%% error is expected (default 0.5 L-inf, "
+        "0.5*sqrt(pixels) L2)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=500, help="(500)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random attacks (0)")
+    parser.add_argument("--out", default=None, help="output folder (default outputs/evaluate/TIME)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_wandb_arguments(parser)
+    parser.set_defaults(handler="intriguing.cli.evaluate:run")
+
+
 #: The subcommands in the order ``--help`` lists them, each with the function adding its parser.
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "train": _train,
@@ -360,6 +477,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "transfer": _transfer,
     "units": _units,
     "spectral": _spectral,
+    "evaluate": _evaluate,
     "reproduce": _reproduce,
     "sweep": _sweep,
 }
