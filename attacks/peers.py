@@ -75,9 +75,36 @@ def is_peer_spec(spec: Mapping[str, Any]) -> bool:
     return str(spec.get("name", "")).lower().startswith(PEER_PREFIX)
 
 
-def _is_torchattacks_attack(value: object) -> bool:
+def is_torchattacks_attack(value: object) -> bool:
+    """Whether ``value`` is a torchattacks attack instance (checked without importing it)."""
     module = type(value).__module__ or ""
     return module.split(".")[0] == "torchattacks" and hasattr(value, "set_model")
+
+
+def as_attack(
+    value: Attack | PeerFunction | Any,
+    model: nn.Module,
+    *,
+    layer: str | None = None,
+    mean: Statistic | None = None,
+    std: Statistic | None = None,
+) -> Attack:
+    """``value`` when it is one of our attacks, else :class:`PeerAttack` of it (a torchattacks
+    attack or an ``(x, y) -> x_adv`` function) on ``model`` with ``mean``/``std``: for what
+    a user's attack factory returns (``AdversarialBackfeed(generator=lambda model, layer:
+    torchattacks.PGD(model, ...))``).
+
+    Raises:
+        ValueError: for a peer at a hidden ``layer`` (peers perturb the input only).
+        TypeError: for a value that is neither (see :class:`PeerAttack`).
+    """
+    if isinstance(value, Attack):
+        return value
+    if layer not in (None, "input"):
+        raise ValueError(
+            f"layer {layer!r}: a peer attack ({type(value).__name__}) perturbs the input only"
+        )
+    return PeerAttack(model, value, mean=mean, std=std)
 
 
 class _ProblemModel(nn.Module):
@@ -151,7 +178,7 @@ class PeerAttack(Attack):
         peer: Any
         if isinstance(attack, Mapping):
             peer, name = self._build(dict(attack)), str(attack["name"])
-        elif _is_torchattacks_attack(attack):
+        elif is_torchattacks_attack(attack):
             peer, name = attack, PEER_PREFIX + type(attack).__name__
             used = getattr(attack, "normalization_used", None)
             if used is not None:
@@ -219,7 +246,7 @@ class PeerAttack(Attack):
         module.dtype = origin.dtype
         module.gradient_rows = 0
         try:
-            if _is_torchattacks_attack(self.peer):
+            if is_torchattacks_attack(self.peer):
                 self._warn_if_degenerate(problem)
                 with _running_on(self.peer, module, origin.device, problem.target):
                     goal = problem.labels if problem.target is None else problem.target

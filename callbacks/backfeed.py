@@ -60,6 +60,7 @@ from intriguing.attacks import (
     layer_range,
     perturb_layer,
 )
+from intriguing.attacks.peers import as_attack, is_torchattacks_attack
 from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key, describe_batch
 from intriguing.callbacks.pool import AdversarialPool
 from intriguing.callbacks.rng import untouched_rng
@@ -103,8 +104,10 @@ def attack_factory(
             at the first attack, naming ``argument`` and the key
             (:func:`analysis.transfer.check_attack_spec`).
     """
-    if callable(spec):
-        return spec
+    if callable(spec):  # an attack factory, or a torchattacks attack itself
+        if is_torchattacks_attack(spec):
+            return functools.partial(_peer_of, spec, mean=mean, std=std)
+        return functools.partial(_made_by, spec, mean=mean, std=std)
     settings = dict(spec)
     if mean is not None:
         settings.update(mean=mean, std=std)
@@ -114,6 +117,17 @@ def attack_factory(
         return build_attack(model, {**settings, "layer": None if layer == INPUT else layer})
 
     return make
+
+
+def _peer_of(peer: Any, model: nn.Module, layer: str, **stats: Stat | None) -> Attack:
+    """A torchattacks attack given as the generator, run on ``model`` through PeerAttack."""
+    return as_attack(peer, model, layer=layer, **stats)
+
+
+def _made_by(factory: Any, model: nn.Module, layer: str, **stats: Stat | None) -> Attack:
+    """What a user's factory makes; a peer's attack (torchattacks) through PeerAttack, whose
+    result our code reads (its bare tensor had no ``success``)."""
+    return as_attack(factory(model, layer), model, layer=layer, **stats)
 
 
 class _MixedTuple(tuple):  # type: ignore[type-arg]
@@ -167,9 +181,11 @@ class AdversarialBackfeed(Callback):
             (``trainer.global_step``, whatever the gradient accumulation; and at the first
             step); fewer, larger refreshes let batched attacks work efficiently.
         generator: the attack that makes new examples: an attack config mapping for
-            :func:`attacks.build_attack` (``{"name": "lbfgs"}`` is the paper's) or a function
+            :func:`attacks.build_attack` (``{"name": "lbfgs"}`` is the paper's;
+            ``{"name": "torchattacks.PGD", "eps": 0.1, ...}`` a peer's) or a function
             ``(model, layer) -> Attack`` (``model`` is the LightningModule, ``layer`` a name
-            of ``layers``).
+            of ``layers``); a torchattacks attack, given or returned by the function, runs
+            through :class:`attacks.PeerAttack` (input pools only).
         layers: layers that get a pool: ``"input"`` and/or names of submodules whose output
             is perturbed (a dotted path or its unique suffix, see
             :func:`attacks.layers.get_layer`); a hidden layer's pool trains only the layers

@@ -79,3 +79,38 @@ def test_torchattacks_attack_for_transfer_examples() -> None:
     assert float((perturbed - x).abs().max()) <= 0.3 + 1e-6
     with torch.no_grad():
         assert torch.equal(success, model(perturbed).argmax(1) != y)
+
+
+def fit(generator, tmp_path: Path) -> AdversarialBackfeed:
+    backfeed = AdversarialBackfeed(
+        pool_size=64, mix_ratio=0.5, refresh_fraction=0.5, generator=generator, val_attack=None
+    )
+    trainer = pl.Trainer(
+        callbacks=[backfeed],
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(Plain(), DataLoader(data(), batch_size=32))
+    return backfeed
+
+
+def test_a_factory_returning_a_torchattacks_attack(tmp_path: Path) -> None:
+    """The issue's failure: a factory's torchattacks attack returned a bare tensor."""
+    import torchattacks
+
+    def make(model: nn.Module, layer: str):
+        return torchattacks.PGD(model, eps=0.3, alpha=0.1, steps=3)
+
+    assert fit(make, tmp_path).pools["input"].size > 0
+
+
+def test_a_torchattacks_attack_given_itself(tmp_path: Path) -> None:
+    import torchattacks
+
+    peer = torchattacks.FGSM(nn.Linear(2, 2), eps=0.3)  # run on the trained module instead
+    assert fit(peer, tmp_path).pools["input"].size > 0
