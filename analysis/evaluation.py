@@ -11,7 +11,9 @@ Attacks (:data:`ATTACKS`): AutoAttack (Croce & Hein 2020) and its components fro
 :class:`attacks.peers.PeerAttack` (our normalisation, and float64 by default so that the
 cross-entropy gradient survives on overconfident models), and ours: PGD with restarts
 (Madry et al. 2018), FGSM and the paper's L-BFGS (its minimum-distortion adversarials count
-where they lie within the budget). Every adversarial is checked against the budget, so an
+where they lie within the budget); besides these names, any attack by specification
+(:data:`AttackEntry`: a torchattacks class, ``{"name": "torchattacks.PGD", ...}``, or one of
+ours), its budget set from each epsilon. Every adversarial is checked against the budget, so an
 attack that returns a larger perturbation (FAB's, L-BFGS's) never counts beyond it.
 
 :func:`masking_checks` applies the sanity checks of Carlini et al. (2019), "On evaluating
@@ -33,9 +35,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from intriguing.attacks import FGSM, PGD, Attack, LBFGSAttack, PeerAttack
+from intriguing.attacks import FGSM, PGD, Attack, LBFGSAttack, PeerAttack, build_attack
 from intriguing.attacks.base import Statistic, device_of
-from intriguing.attacks.peers import import_torchattacks
+from intriguing.attacks.peers import import_torchattacks, is_peer_spec
 
 #: Attacks :func:`evaluate_robustness` runs, by name.
 ATTACKS = (
@@ -172,21 +174,67 @@ def large_epsilon(norm: str, example_shape: Sequence[int]) -> float:
     return 0.5 * math.sqrt(math.prod(int(d) for d in example_shape))
 
 
-def _check_names(attacks: Sequence[str], norm: str, epsilons: Sequence[float]) -> None:
+#: An attack of :func:`evaluate_robustness`: a name of :data:`ATTACKS`, or a specification
+#: for :func:`attacks.build_attack` without the budget (``{"name": "torchattacks.PGD",
+#: "steps": 100, "label": "pgd-100"}``, ``{"name": "pgd", "steps": 100}``); ``label`` names
+#: it in the results (default its ``name``).
+AttackEntry = str | Mapping[str, Any]
+
+
+def _attack_entries(attacks: Sequence[AttackEntry]) -> dict[str, str | dict[str, Any]]:
+    """The attacks by label: a name of :data:`ATTACKS`, or a specification without budget."""
+    if isinstance(attacks, str | Mapping) or not attacks:
+        raise ValueError(f"attacks {attacks!r}: give a list of at least one attack")
+    entries: dict[str, str | dict[str, Any]] = {}
+    for entry in attacks:
+        spec: str | dict[str, Any]
+        if isinstance(entry, str):
+            if entry not in ATTACKS:
+                raise ValueError(f"attack {entry!r}: expected one of {', '.join(ATTACKS)}")
+            label, spec = entry, entry
+        elif isinstance(entry, Mapping):
+            spec = dict(entry)
+            if "name" not in spec:
+                raise ValueError(f"attack {entry!r}: a specification needs a name")
+            budget = sorted({"eps", "epsilon"} & set(spec))
+            if budget:
+                raise ValueError(f"attack {entry!r}: {budget[0]} is set from each epsilon")
+            label = str(spec.pop("label", spec["name"]))
+        else:
+            raise TypeError(f"attack {entry!r}: expected a name or a specification mapping")
+        if label in entries or label == UNION:
+            raise ValueError(f"attack {label!r}: each label at most once, and not {UNION!r}")
+        entries[label] = spec
+    return entries
+
+
+def _check_budgets(norm: str, epsilons: Sequence[float]) -> None:
     if norm not in NORMS:
         raise ValueError(f"norm {norm!r}: expected one of {', '.join(NORMS)}")
-    if not attacks:
-        raise ValueError("attacks: give at least one")
-    for name in attacks:
-        if name not in ATTACKS:
-            raise ValueError(f"attack {name!r}: expected one of {', '.join(ATTACKS)}")
-    if len(set(attacks)) != len(attacks):
-        raise ValueError(f"attacks {list(attacks)}: each at most once")
     if not epsilons:
         raise ValueError("epsilons: give at least one")
     for epsilon in epsilons:
         if not (isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon > 0):
             raise ValueError(f"epsilon {epsilon!r}: must be a positive number")
+
+
+def _specified_attack(
+    model: nn.Module,
+    spec: Mapping[str, Any],
+    *,
+    norm: str,
+    epsilon: float,
+    settings: AttackSettings,
+    mean: Statistic | None,
+    std: Statistic | None,
+) -> Attack:
+    """The attack of a specification at budget ``epsilon``: a torchattacks one (``eps``; the
+    class must fit ``norm``, e.g. ``torchattacks.PGDL2`` for L2) in ``settings.peer_dtype``,
+    or one of ours (``epsilon`` and ``norm``)."""
+    if is_peer_spec(spec):
+        dtype = settings.peer_dtype if settings.peer_dtype == torch.float64 else None
+        return PeerAttack(model, {**spec, "eps": epsilon}, mean=mean, std=std, compute_dtype=dtype)
+    return build_attack(model, {**spec, "epsilon": epsilon, "norm": norm}, mean=mean, std=std)
 
 
 def build_budget_attack(
@@ -273,7 +321,7 @@ def evaluate_robustness(
     images: Tensor,
     labels: Tensor,
     *,
-    attacks: Sequence[str],
+    attacks: Sequence[AttackEntry],
     epsilons: Sequence[float],
     norm: str = "linf",
     settings: AttackSettings | None = None,
@@ -289,7 +337,8 @@ def evaluate_robustness(
         model: a classifier mapping ``(batch, C, H, W)`` pixels (normalised with ``mean`` and
             ``std`` when given) to logits ``(batch, classes)``.
         images: ``(N, C, H, W)`` floats in ``[0, 1]``; labels ``(N,)`` class indices.
-        attacks: names of :data:`ATTACKS`.
+        attacks: names of :data:`ATTACKS`, or specifications (:data:`AttackEntry`; a
+            torchattacks class by name, through :class:`attacks.PeerAttack`).
         epsilons: the budgets (radius of the ``norm`` ball, in pixel units).
         norm: ``"linf"`` or ``"l2"``.
         settings: the attacks' strength (:class:`AttackSettings`).
@@ -308,7 +357,8 @@ def evaluate_robustness(
     """
     settings = settings or AttackSettings()
     epsilons = sorted(float(e) for e in epsilons)
-    _check_names(list(attacks), norm, epsilons)
+    _check_budgets(norm, epsilons)
+    entries = _attack_entries(attacks)
     if images.ndim < 2 or labels.shape != (len(images),):
         raise ValueError(
             f"images {tuple(images.shape)} and labels {tuple(labels.shape)}: need (N, ...) and (N,)"
@@ -331,9 +381,17 @@ def evaluate_robustness(
     for epsilon in epsilons:
         fooled: dict[str, Tensor] = {}
         seconds: dict[str, float] = {}
-        for name in attacks:
+        for name, spec in entries.items():
             started = time.perf_counter()
-            if name == "lbfgs":
+            label = f"{description} {name} eps={epsilon:g}"
+            if not isinstance(spec, str):
+                attack = _specified_attack(
+                    model, spec, norm=norm, epsilon=epsilon, settings=settings, mean=mean, std=std
+                )
+                success = _fooled(
+                    attack, images, labels, correct, norm, epsilon, size, progress, label
+                )
+            elif spec == "lbfgs":
                 if minimal is None:
                     minimal = _minimal_norms(
                         model, images, labels, correct, norm, settings, mean, std
@@ -341,10 +399,10 @@ def evaluate_robustness(
                 success = minimal <= epsilon * (1 + 1e-6) + 1e-6
             else:
                 success = torch.zeros(len(labels), dtype=torch.bool)
-                for restart in range(settings.pgd_restarts if name == "pgd" else 1):
+                for restart in range(settings.pgd_restarts if spec == "pgd" else 1):
                     attack = build_budget_attack(
                         model,
-                        name,
+                        spec,
                         norm=norm,
                         epsilon=epsilon,
                         num_classes=num_classes,
@@ -353,7 +411,6 @@ def evaluate_robustness(
                         std=std,
                         restart=restart,
                     )
-                    label = f"{description} {name} eps={epsilon:g}"
                     success |= _fooled(
                         attack, images, labels, correct, norm, epsilon, size, progress, label
                     )
@@ -378,7 +435,7 @@ def evaluate_robustness(
     big = large if large is not None else large_epsilon(norm, images.shape[1:])
     return RobustnessEvaluation(
         norm=norm,
-        attacks=list(attacks),
+        attacks=list(entries),
         budgets=budgets,
         masking=masking_checks(budgets, large=big),
     )

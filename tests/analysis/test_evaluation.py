@@ -80,6 +80,27 @@ def test_union_is_the_per_example_worst_case():
     assert large.status == "not checked" and "0.5" in large.details[0]
 
 
+def test_peer_and_our_attacks_by_specification():
+    model = tiny_model()
+    x, y = blobs(30, seed=3)
+    attacks = [
+        {"name": "torchattacks.PGD", "alpha": 0.05, "steps": 5, "label": "ta-pgd"},
+        {"name": "pgd", "steps": 5},
+        "fgsm",
+    ]
+    evaluation = evaluate_robustness(model, x, y, attacks=attacks, epsilons=[0.2], settings=FAST)
+    assert evaluation.attacks == ["ta-pgd", "pgd", "fgsm"]
+    (errors,) = [b.robust_error for b in evaluation.budgets]
+    assert errors[UNION] >= max(errors["ta-pgd"], errors["pgd"], errors["fgsm"])
+    assert errors["ta-pgd"] > 0
+    with pytest.raises(ValueError, match="eps is set from each epsilon"):
+        evaluate_robustness(
+            model, x, y, attacks=[{"name": "torchattacks.PGD", "eps": 0.1}], epsilons=[0.1]
+        )
+    with pytest.raises(ValueError, match="each label at most once"):
+        evaluate_robustness(model, x, y, attacks=["pgd", {"name": "pgd"}], epsilons=[0.1])
+
+
 def budget(epsilon: float, **errors: float) -> BudgetEvaluation:
     union = max(errors.values())
     return BudgetEvaluation(epsilon, 0.01, {**errors, UNION: union}, 100, 1.0)
