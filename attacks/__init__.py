@@ -4,7 +4,8 @@ The paper's box-constrained L-BFGS attack (Szegedy et al. 2013, Section 4.1), ba
 one independent problem per example, and the FGSM, PGD and Gaussian-noise baselines. Every
 attack is called as ``attack(x, y, target=None) -> AttackResult``; :func:`minimum_distortion`
 gives the paper's Table 1 column over a data set, :func:`build_attack` an attack from a
-configuration mapping.
+configuration mapping. :class:`PeerAttack` runs a peer library's attack (torchattacks, the
+optional ``intriguing[eval]`` extra, imported only when used) as one of ours.
 """
 
 from intriguing.attacks.base import (

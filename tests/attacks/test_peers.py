@@ -151,3 +151,17 @@ def test_fab_runs_in_float64(mlp, examples):
     spec = {"name": "torchattacks.FAB", "eps": 0.3, "steps": 5, "n_classes": 10}
     result = build_attack(mlp, {**spec, "compute_dtype": "float64"})(x[:6], y[:6])
     assert result.adv.dtype == x.dtype and result.success.any()
+
+
+def test_attacks_import_no_torchattacks():
+    """torchattacks is an optional extra: importing our attacks and the evaluation must not
+    need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, intriguing.attacks, intriguing.analysis.evaluation; "
+        "print('torchattacks' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
