@@ -14,6 +14,9 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	@# The eval extra's torchattacks without its pin of an old requests (its other needs,
+	@# torch, torchvision, numpy, scipy, tqdm, are installed above).
+	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps 'torchattacks>=3.5.1'
 	@touch $(STAMP)
 
 demo: $(STAMP)
