@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from intriguing.analysis.evaluation import (
     ATTACKS,
@@ -23,12 +21,9 @@ from intriguing.analysis.evaluation import (
 )
 from intriguing.cli import parsers
 from intriguing.cli.main import main
-from intriguing.datamodules import SPECS, build_datamodule, fetch
-from intriguing.trainers import ImageClassifier
 
 pytest.importorskip("torchattacks")
 
-REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 FAST = AttackSettings(steps=5, pgd_steps=5, pgd_restarts=2, square_queries=50, batch_size=64)
 
 
@@ -133,38 +128,9 @@ def test_parser_attacks_match_the_library():
 # ------------------------------------------------------------------------------ the command
 
 
-@pytest.fixture(scope="module")
-def mnist_dir() -> Path:
-    fetch(SPECS["mnist"], REPO_DATA)
-    return REPO_DATA
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
-    """A small FC net trained a few steps on MNIST and saved by Lightning."""
-    torch.manual_seed(0)
-    model = ImageClassifier(
-        model={"family": "fc", "hidden": [16], "weight_decay": [0.0]},
-        optim={"name": "adam", "lr": 1e-2, "schedule": "none"},
-        input_shape=(1, 28, 28),
-        num_classes=10,
-    )
-    data = build_datamodule({"name": "mnist", "data_dir": str(mnist_dir), "on_device": False})
-    images, labels = data.tensors("train")
-    folder = tmp_path_factory.mktemp("ckpt")
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=folder,
-    )
-    loader = DataLoader(TensorDataset(images[:1000], labels[:1000]), batch_size=100)
-    trainer.fit(model, loader)
-    trainer.save_checkpoint(folder / "fc.ckpt")
-    return folder / "fc.ckpt"
+@pytest.fixture
+def checkpoint(mnist_classifier_checkpoint: Path) -> Path:
+    return mnist_classifier_checkpoint
 
 
 def test_evaluate_writes_results_table_and_plot(checkpoint, mnist_dir, tmp_path, capsys):

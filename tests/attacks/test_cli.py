@@ -5,51 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from intriguing.cli.main import main
-from intriguing.datamodules import SPECS, build_datamodule, fetch
-from intriguing.trainers import ImageClassifier
-
-REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 
 
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    """The repo's data/ folder with real MNIST (fetched once, as the datamodules tests do)."""
-    fetch(SPECS["mnist"], REPO_DATA)
-    return REPO_DATA
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
-    """A small FC net trained a few steps on MNIST and saved by Lightning."""
-    torch.manual_seed(0)
-    model = ImageClassifier(
-        model={"family": "fc", "hidden": [16], "weight_decay": [0.0]},
-        optim={"name": "adam", "lr": 1e-2, "schedule": "none"},
-        input_shape=(1, 28, 28),
-        num_classes=10,
-    )
-    data = build_datamodule({"name": "mnist", "data_dir": str(mnist_dir), "on_device": False})
-    images, labels = data.tensors("train")
-    images, labels = images[:2000], labels[:2000]
-    folder = tmp_path_factory.mktemp("ckpt")
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=folder,
-    )
-    trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=100))
-    trainer.save_checkpoint(folder / "fc.ckpt")
-    return folder / "fc.ckpt"
+@pytest.fixture
+def checkpoint(mnist_classifier_checkpoint: Path) -> Path:
+    return mnist_classifier_checkpoint
 
 
 def common(checkpoint: Path, mnist_dir: Path) -> list[str]:
