@@ -137,6 +137,7 @@ class LBFGSAttack(Attack):
     """
 
     name = "lbfgs"
+    reports_c = True
 
     def __init__(
         self,
