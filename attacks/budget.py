@@ -27,6 +27,8 @@ from intriguing.attacks.base import (
 )
 
 NORMS = ("linf", "l2")
+#: The iterates :class:`PGD` can return (its ``keep`` argument).
+PGD_KEEP = ("adversarial", "last")
 
 
 class BudgetAttack(Attack):
@@ -234,9 +236,20 @@ class PGD(BudgetAttack):
     ``steps`` steps of size ``step_size`` (default ``2.5 * epsilon / steps``) along the
     normalised gradient, each followed by the projection onto the ``epsilon`` ball around the
     clean point and onto the box; with ``random_start``, from a uniform point of the ball.
-    When an earlier iterate was adversarial and the last is not, the earlier one is returned.
     With per-example budgets (see :meth:`BudgetAttack.minimal`) the step size scales with the
     budget.
+
+    Which iterate is returned, by ``keep``: ``"adversarial"`` (the default, for measuring
+    robustness) the last one, or when it is not adversarial and an earlier one was, the
+    earliest adversarial one; ``"last"`` always the last one, the point of (approximately)
+    maximal loss that Madry et al.'s adversarial training trains on, adversarial or not (and
+    one forward pass cheaper). FGSM with random start (Wong, Rice & Kolter 2020, "Fast is
+    better than free") is ``PGD(steps=1, step_size=1.25 * epsilon, random_start=True,
+    keep="last")``.
+
+    Raises:
+        ValueError: for ``steps`` below 1, a non-positive ``step_size``, a ``norm`` other
+            than ``"linf"``/``"l2"`` or a ``keep`` other than those of :data:`PGD_KEEP`.
     """
 
     name = "pgd"
@@ -255,6 +268,7 @@ class PGD(BudgetAttack):
         mean: Statistic | None = None,
         std: Statistic | None = None,
         generator: torch.Generator | None = None,
+        keep: str = "adversarial",
     ) -> None:
         super().__init__(
             model,
@@ -272,8 +286,11 @@ class PGD(BudgetAttack):
         self.norm = _check_norm(norm)
         self.steps = int(steps)
         self.step_size = step_size
+        if keep not in PGD_KEEP:
+            raise ValueError(f"PGD: keep={keep!r}: expected one of {', '.join(PGD_KEEP)}")
         self.random_start = bool(random_start)
         self.uses_randomness = self.random_start
+        self.keep = str(keep)
 
     @property
     def epsilon(self) -> float:
@@ -312,9 +329,11 @@ class PGD(BudgetAttack):
             seen |= hit
             moved = h + _per_example(step, h) * _ascent(grad, self.norm)
             h = problem.clamp(origin + _into_ball(moved - origin, budget, self.norm))
+        evaluations = torch.full((len(origin),), self.steps, device=origin.device)
+        if self.keep == "last":
+            return h, evaluations, {}
         with torch.no_grad():
             last = is_adversarial(problem.logits(h).float(), problem.labels, problem.target)
         keep_earlier = seen & ~last
         adv = torch.where(_per_example(keep_earlier, h), found, h)
-        evaluations = torch.full((len(origin),), self.steps, device=origin.device)
         return adv, evaluations, {}
