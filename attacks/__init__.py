@@ -1,39 +1,84 @@
 """Adversarial attacks in plain PyTorch, at the input or at any named hidden layer.
 
 The paper's box-constrained L-BFGS attack (Szegedy et al. 2013, Section 4.1), batched with
-one independent problem per example, and the FGSM, PGD and Gaussian-noise baselines. Every
-attack is called as ``attack(x, y, target=None) -> AttackResult``; :func:`minimum_distortion`
-gives the paper's Table 1 column over a data set, :func:`build_attack` an attack from a
-configuration mapping. :class:`PeerAttack` runs a peer library's attack (torchattacks, the
-optional ``intriguing[eval]`` extra, imported only when used) as one of ours.
+one independent problem per example, and the FGSM, PGD and Gaussian-noise baselines; other
+attacks register themselves from their own module (Carlini-Wagner L2, :mod:`attacks.cw`).
+Every attack is called as ``attack(x, y, target=None) -> AttackResult``;
+:func:`minimum_distortion` gives the paper's Table 1 column over a data set,
+:func:`build_attack` an attack from a configuration mapping, by the name it is registered
+under (:mod:`attacks.registry`, where a user registers their own). :class:`PeerAttack` runs
+a peer library's attack (torchattacks, the optional ``intriguing[eval]`` extra, imported only
+when used) as one of ours.
+
+The names below are imported when first used (PEP 562), so that importing
+:mod:`attacks.registry` (the command line's choices, the config schema) imports no torch.
 """
 
-from intriguing.attacks.base import (
-    Attack,
-    AttackResult,
-    LayeredModel,
-    Problem,
-    attack_loss,
-    distortion,
-    evaluating,
-    is_adversarial,
-    scale_to_distortion,
-)
-from intriguing.attacks.budget import FGSM, PGD, BudgetAttack
-from intriguing.attacks.evaluation import MinimumDistortion, minimum_distortion
-from intriguing.attacks.factory import build_attack
-from intriguing.attacks.layers import (
-    INPUT,
-    get_layer,
-    layer_activations,
-    layer_path,
-    layer_range,
-    perturb_layer,
-    register_layer_range,
-)
-from intriguing.attacks.lbfgs import LBFGSAttack
-from intriguing.attacks.noise import GaussianNoise
-from intriguing.attacks.peers import PeerAttack
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from intriguing.attacks.base import (
+        Attack,
+        AttackResult,
+        LayeredModel,
+        Problem,
+        attack_loss,
+        distortion,
+        evaluating,
+        is_adversarial,
+        scale_to_distortion,
+    )
+    from intriguing.attacks.budget import FGSM, PGD, BudgetAttack
+    from intriguing.attacks.evaluation import MinimumDistortion, minimum_distortion
+    from intriguing.attacks.factory import build_attack
+    from intriguing.attacks.layers import (
+        INPUT,
+        get_layer,
+        layer_activations,
+        layer_path,
+        layer_range,
+        perturb_layer,
+        register_layer_range,
+    )
+    from intriguing.attacks.lbfgs import LBFGSAttack
+    from intriguing.attacks.noise import GaussianNoise
+    from intriguing.attacks.peers import PeerAttack
+    from intriguing.attacks.registry import AttackSettings, register_attack
+
+#: Where each public name is defined.
+_MODULES = {
+    "base": (
+        "Attack",
+        "AttackResult",
+        "LayeredModel",
+        "Problem",
+        "attack_loss",
+        "distortion",
+        "evaluating",
+        "is_adversarial",
+        "scale_to_distortion",
+    ),
+    "budget": ("FGSM", "PGD", "BudgetAttack"),
+    "evaluation": ("MinimumDistortion", "minimum_distortion"),
+    "factory": ("build_attack",),
+    "layers": (
+        "INPUT",
+        "get_layer",
+        "layer_activations",
+        "layer_path",
+        "layer_range",
+        "perturb_layer",
+        "register_layer_range",
+    ),
+    "lbfgs": ("LBFGSAttack",),
+    "noise": ("GaussianNoise",),
+    "peers": ("PeerAttack",),
+    "registry": ("AttackSettings", "register_attack"),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "FGSM",
@@ -41,6 +86,7 @@ __all__ = [
     "PGD",
     "Attack",
     "AttackResult",
+    "AttackSettings",
     "BudgetAttack",
     "GaussianNoise",
     "LBFGSAttack",
@@ -59,6 +105,20 @@ __all__ = [
     "layer_range",
     "minimum_distortion",
     "perturb_layer",
+    "register_attack",
     "register_layer_range",
     "scale_to_distortion",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

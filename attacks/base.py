@@ -491,8 +491,11 @@ class Attack(ABC):
             non-positive ``std``).
     """
 
-    #: Name used by :func:`attacks.build_attack` and in saved adversarial sets.
+    #: Name used by :func:`attacks.build_attack` and in saved adversarial sets (set by
+    #: :func:`attacks.registry.register_attack`).
     name: str = "attack"
+    #: Whether results carry ``c``, the loss weight per example (:attr:`AttackResult.c`).
+    reports_c: bool = False
 
     def __init__(
         self,
@@ -735,7 +738,7 @@ class Attack(ABC):
             logits=statistic.new_zeros(0, 0),
             clean_logits=statistic.new_zeros(0, 0),
             gradient_evaluations=torch.zeros(0, dtype=torch.long, device=given.device),
-            c=statistic.clone() if self.name == "lbfgs" else None,
+            c=statistic.clone() if self.reports_c else None,
             layer=self.layer,
             targeted=targeted,
         )

@@ -1,4 +1,4 @@
-"""Attacks from a configuration mapping (an ``AttackConfig`` section, or a plain dict)."""
+"""Attacks from a configuration mapping, by the name they are registered under."""
 
 from __future__ import annotations
 
@@ -9,28 +9,10 @@ import torch
 from torch import nn
 
 from intriguing.attacks.base import Attack, Statistic
-from intriguing.attacks.budget import FGSM, PGD
-from intriguing.attacks.lbfgs import LBFGSAttack
-from intriguing.attacks.noise import GaussianNoise
 from intriguing.attacks.peers import PeerAttack, is_peer_spec
+from intriguing.attacks.registry import ATTACKS, attack_entry
 
-#: Every key a specification may hold; each attack reads the ones that concern it.
-SPEC_KEYS = (
-    "name",
-    "epsilon",
-    "norm",
-    "steps",
-    "step_size",
-    "stddev",
-    "distortion",
-    "search_steps",
-    "max_iterations",
-    "layer",
-    "bounds",
-    "mean",
-    "std",
-)
-ATTACKS = ("lbfgs", "fgsm", "pgd", "noise")
+__all__ = ["ATTACKS", "build_attack"]
 
 
 def build_attack(
@@ -42,13 +24,10 @@ def build_attack(
 ) -> Attack:
     """The attack that ``spec`` describes, for ``model``.
 
-    ``spec`` has the fields of ``configs.schema.AttackConfig``: ``name`` (lbfgs, fgsm, pgd,
-    noise), ``epsilon``, ``norm``, ``steps``, ``step_size`` (FGSM/PGD), ``stddev`` or
-    ``distortion`` (noise), ``search_steps`` and ``max_iterations`` (L-BFGS; ``None`` keeps
-    the benchmarked defaults), ``layer``, ``bounds``, ``mean`` and ``std`` (all attacks; see
-    :class:`attacks.Attack`). ``mean`` and ``std`` may be given here instead of in ``spec``
-    (the data module's normalisation, say), not in both. Keys that concern another attack
-    are ignored; unknown keys raise a ``ValueError`` naming them.
+    ``spec`` holds ``name`` (a registered attack, :mod:`attacks.registry`; default
+    ``"lbfgs"``) and the keys of that attack's config, each one keyword of its constructor:
+    a value ``None`` keeps the constructor's default. ``mean`` and ``std`` may be given here
+    instead of in ``spec`` (the data module's normalisation, say), not in both.
 
     A ``name`` ``"torchattacks.CLASS"`` builds a :class:`attacks.peers.PeerAttack`: the other
     keys are the torchattacks constructor's (``eps``, ``alpha``, ``steps``, ...), besides
@@ -56,40 +35,26 @@ def build_attack(
     ``compute_dtype`` (``"float32"``, the default, or ``"float64"``, which keeps the
     cross-entropy gradient of overconfident models; see :mod:`attacks.peers`). Raises
     ``ImportError`` naming ``intriguing[eval]`` when torchattacks is not installed.
+
+    Raises:
+        ValueError: for a name no attack is registered under (naming those that are), a key
+            the named attack does not take (naming the attack and its keys), or ``mean`` or
+            ``std`` given twice; the attack's constructor raises for bad values.
     """
     spec = dict(spec)
     if is_peer_spec(spec):
         return _peer_attack(model, spec, mean, std)
-    unknown = sorted(set(spec) - set(SPEC_KEYS))
-    if unknown:
-        raise ValueError(f"attack.{unknown[0]}: unknown key (known: {', '.join(SPEC_KEYS)})")
-    name = str(spec.get("name", "lbfgs")).lower()
-    if name not in ATTACKS:
-        raise ValueError(f"attack.name {name!r}: expected one of {', '.join(ATTACKS)}")
+    entry = attack_entry(str(spec.pop("name", "lbfgs")).lower())
+    try:
+        entry.check_keys(spec)
+    except ValueError as error:
+        raise ValueError(f"attack.{error}") from None
     for key, value in (("mean", mean), ("std", std)):
-        if value is not None and spec.get(key) is not None:
-            raise ValueError(f"attack.{key}: given both in the spec and as an argument")
-    common: dict[str, Any] = {
-        "layer": spec.get("layer"),
-        "bounds": spec.get("bounds"),
-        "mean": mean if mean is not None else spec.get("mean"),
-        "std": std if std is not None else spec.get("std"),
-    }
-    if common["bounds"] is not None:
-        common["bounds"] = tuple(float(b) for b in common["bounds"])
-
-    def given(*keys: str) -> dict[str, Any]:
-        return {key: spec[key] for key in keys if spec.get(key) is not None}
-
-    if name == "lbfgs":
-        return LBFGSAttack(model, **common, **given("search_steps", "max_iterations"))
-    if name == "fgsm":
-        return FGSM(model, **common, **given("epsilon", "norm"))
-    if name == "pgd":
-        return PGD(model, **common, **given("epsilon", "norm", "steps", "step_size"))
-    if spec.get("distortion") is not None:
-        return GaussianNoise(model, **common, stddev=None, distortion=float(spec["distortion"]))
-    return GaussianNoise(model, **common, **given("stddev"))
+        if value is not None:
+            if spec.get(key) is not None:
+                raise ValueError(f"attack.{key}: given both in the spec and as an argument")
+            spec[key] = value
+    return entry.load()(model, **{key: value for key, value in spec.items() if value is not None})
 
 
 def _peer_attack(

@@ -21,8 +21,6 @@ from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
 from intriguing.trainers import CheckpointError, load_classifier
 
-ATTACKS = ("lbfgs", "fgsm", "pgd", "noise")
-
 
 def attack_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The attack's specification (see :func:`attacks.build_attack`) from the options."""

@@ -12,14 +12,17 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from intriguing.attacks.registry import ATTACKS, attack_entry, declared_attacks
 from intriguing.configs import available
 from intriguing.configs.budget import available_budgets
 
 #: Splits of a data module's tensors that analysis commands can read
 #: (:data:`intriguing.datamodules.datamodule.TENSOR_SPLITS`; a test keeps the two equal).
 TENSOR_SPLITS: tuple[str, ...] = ("train", "val", "test", "p1", "p2", "full_train")
-#: Attacks that analysis commands can run (:data:`intriguing.attacks.factory.ATTACKS`).
-ATTACKS: tuple[str, ...] = ("lbfgs", "fgsm", "pgd", "noise")
+#: Attacks that analysis commands can run are the registry's (:mod:`attacks.registry`;
+#: :data:`ATTACKS` lists them): ``--attack`` values are checked by :func:`attack_name`, which
+#: imports the attacks only for a name not declared in the registry itself, and help lists
+#: those declared, so that ``--help`` stays light.
 #: Attacks of ``intriguing evaluate`` (:data:`intriguing.analysis.evaluation.ATTACKS`).
 EVALUATE_ATTACKS: tuple[str, ...] = (
     "autoattack",
@@ -45,6 +48,23 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
     return value
+
+
+def attack_name(text: str) -> str:
+    """An argparse type: the name of a registered attack (:mod:`attacks.registry`)."""
+    try:
+        return attack_entry(text).name
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: no such attack (registered: {', '.join(ATTACKS)})"
+        ) from None
+
+
+def adversarial_attack_name(text: str) -> str:
+    """An argparse type: a registered attack that is not a control (not noise)."""
+    if attack_entry(attack_name(text)).control:
+        raise argparse.ArgumentTypeError(f"{text!r}: a control, not an adversarial attack")
+    return text
 
 
 def add_wandb_arguments(parser: Any) -> None:
@@ -85,7 +105,13 @@ def _attack(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", required=True, help="an ImageClassifier checkpoint")
     parser.add_argument("--split", default="test", choices=TENSOR_SPLITS, help="image set (test)")
     parser.add_argument("--subset", type=positive_int, help="attack only the first SUBSET images")
-    parser.add_argument("--attack", default="lbfgs", choices=ATTACKS, help="attack (lbfgs)")
+    parser.add_argument(
+        "--attack",
+        default="lbfgs",
+        type=attack_name,
+        metavar="NAME",
+        help=f"{', '.join(declared_attacks())} or another registered attack (lbfgs)",
+    )
     parser.add_argument("--layer", help="perturb this layer's activation (default: the input)")
     parser.add_argument(
         "--target-shift",
@@ -148,7 +174,14 @@ def _transfer(subparsers: argparse._SubParsersAction) -> None:
         help="examples the adversarial sets are made from (default: test)",
     )
     parser.add_argument("--subset", type=int, default=None, help="the first N examples only")
-    parser.add_argument("--attack", choices=ATTACKS[:-1], default="lbfgs", help="(lbfgs)")
+    parser.add_argument(
+        "--attack",
+        type=adversarial_attack_name,
+        default="lbfgs",
+        metavar="NAME",
+        help=f"{', '.join(declared_attacks(controls=False))} or another registered attack "
+        "but a control (lbfgs)",
+    )
     parser.add_argument(
         "--attack-option",
         action="append",

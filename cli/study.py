@@ -41,6 +41,7 @@ from intriguing.analysis.reproduction import (
 from intriguing.analysis.spectral import network_bounds
 from intriguing.analysis.transfer import AdversarialCache, TransferStudy, error_rate, transfer_study
 from intriguing.analysis.units import analyse_units
+from intriguing.attacks.registry import attack_entry
 from intriguing.cli.experiment import baseline_config, fingerprint
 from intriguing.cli.units import save_outputs
 from intriguing.cli.zoo import Zoo, ensure_run, load_zoo
@@ -53,15 +54,6 @@ from intriguing.trainers.stages import StagedNetwork
 
 TABLE1_ZOO = "table2"  # the models of Tables 1 and 2
 TABLE3_ZOO = "table4"  # the models of Tables 3 and 4
-#: Keys of an attack config each attack reads (the rest would only split the cache).
-ATTACK_KEYS = {
-    "lbfgs": ("search_steps", "max_iterations"),
-    "fgsm": ("epsilon", "norm"),
-    "pgd": ("epsilon", "norm", "steps", "step_size"),
-    "noise": ("stddev",),
-}
-#: Attacks by name, as the report writes them.
-ATTACK_NAMES = {"lbfgs": "L-BFGS", "fgsm": "FGSM", "pgd": "PGD", "noise": "Gaussian noise"}
 #: Overrides that change how a run is recorded or shown, not what it trains.
 _BOOKKEEPING = (
     "logger",
@@ -253,7 +245,7 @@ def backfeed_text(backfeed: DictConfig) -> str:
     pools = "pools" if len(layers) > 1 else "pool"
     turns = ", taking turns" if backfeed.alternate and len(layers) > 1 else ""
     return (
-        f"{ATTACK_NAMES[str(backfeed.generator.name)]} {pools} at {where}{turns}, "
+        f"{attack_entry(str(backfeed.generator.name)).label} {pools} at {where}{turns}, "
         f"refreshed {_every_n_steps(backfeed.refresh_every_n_steps)}"
     )
 
@@ -297,20 +289,21 @@ class StepTimer:
 
 
 def attack_settings(attack: AttackConfig | DictConfig) -> dict[str, Any]:
-    """The keys of an attack config that its attack reads (see :data:`ATTACK_KEYS`)."""
+    """The name and the settings given of an attack config, without those every attack takes
+    (:attr:`attacks.registry.AttackEntry.own_keys`; the rest would only split the cache)."""
     container = OmegaConf.to_container(OmegaConf.structured(attack), enum_to_str=True)
     assert isinstance(container, dict)
     name = str(container["name"])
     return {
         "name": name,
-        **{k: container[k] for k in ATTACK_KEYS[name] if container.get(k) is not None},
+        **{k: container[k] for k in attack_entry(name).own_keys if container.get(k) is not None},
     }
 
 
 def attack_text(attack: dict[str, Any]) -> str:
     """``L-BFGS (search_steps 4)``, ``FGSM (epsilon 0.1, linf)``."""
     settings = ", ".join(f"{k} {v}" for k, v in attack.items() if k != "name")
-    return ATTACK_NAMES[attack["name"]] + (f" ({settings})" if settings else "")
+    return attack_entry(attack["name"]).label + (f" ({settings})" if settings else "")
 
 
 class StudyData:

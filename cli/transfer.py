@@ -37,7 +37,7 @@ from intriguing.analysis.transfer import (
     checkpoint_names,
     transfer_study,
 )
-from intriguing.attacks.factory import SPEC_KEYS
+from intriguing.attacks.registry import attack_entry
 from intriguing.cli.arguments import torch_device
 from intriguing.cli.tracking import analysis_run
 from intriguing.configs import ConfigError
@@ -54,14 +54,19 @@ DATA_KEYS_KEPT = ("name", "split", "val_size", "split_seed")  # what picks the s
 def attack_spec(name: str, options: Sequence[str]) -> dict[str, Any]:
     """The attack settings from ``--attack`` and ``--attack-option KEY=VALUE`` words."""
     spec: dict[str, Any] = {"name": name}
+    try:
+        known = [key for key in attack_entry(name).keys if key != "layer"]
+    except ValueError as error:
+        raise ConfigError(f"--attack {error}") from None
     for word in options:
         key, sep, raw = word.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--attack-option {word!r}: expected KEY=VALUE")
-        if key not in SPEC_KEYS or key in ("name", "layer"):
-            known = ", ".join(k for k in SPEC_KEYS if k not in ("name", "layer"))
-            raise ConfigError(f"--attack-option {key}: unknown setting (known: {known})")
+        if key not in known:
+            raise ConfigError(
+                f"--attack-option {key}: unknown setting of {name} (known: {', '.join(known)})"
+            )
         spec[key] = _option_value(word, raw)
     return spec
 

@@ -18,8 +18,16 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from intriguing.configs.compose import CONFIG_ROOT, ConfigError, _describe, _load_yaml, available
-from intriguing.configs.schema import AttackConfig
+from intriguing.configs.compose import (
+    CONFIG_ROOT,
+    ConfigError,
+    _describe,
+    _load_yaml,
+    attack_sections,
+    available,
+    check_attack,
+)
+from intriguing.configs.schema import ATTACK, AttackConfig, lbfgs
 
 BUDGET_GROUP = "reproduce"
 
@@ -40,7 +48,7 @@ class DistortionBudget:
     trained on (null: all of them)."""
 
     examples: int | None = 1000
-    attack: AttackConfig = field(default_factory=AttackConfig)
+    attack: AttackConfig = field(default_factory=lbfgs, metadata=ATTACK)
     batch_size: int = 500
 
 
@@ -50,7 +58,7 @@ class TransferBudget:
     (null: the whole test set) and evaluated on every model."""
 
     examples: int | None = 1000
-    attack: AttackConfig = field(default_factory=AttackConfig)
+    attack: AttackConfig = field(default_factory=lbfgs, metadata=ATTACK)
     grid_examples: int = 6
     batch_size: int = 500
     seed: int = 0
@@ -142,6 +150,9 @@ def load_budget(name: str) -> ReproduceBudget:
     content.setdefault("name", path.stem)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(ReproduceBudget), content)
+        for key in attack_sections(ReproduceBudget):
+            section, _, attack = key.rpartition(".")
+            merged[section][attack] = check_attack(merged[section][attack], key, str(path))
         budget = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         raise ConfigError(_describe(error, str(path))) from None
@@ -178,16 +189,16 @@ def _check(budget: ReproduceBudget, path: Path) -> None:
         raise ConfigError(f"adversarial_training.seeds: give at least one seed ({path})")
     if len(set(section.seeds)) != len(section.seeds):
         raise ConfigError(f"adversarial_training.seeds: seeds repeat ({path})")
-    if budget.distortion.attack.name != "lbfgs":
+    if budget.distortion.attack["name"] != "lbfgs":
         raise ConfigError(
-            f"distortion.attack.name={budget.distortion.attack.name}: Table 1's minimum "
+            f"distortion.attack.name={budget.distortion.attack['name']}: Table 1's minimum "
             f"distortion is measured with the paper's L-BFGS attack ({path})"
         )
     for key, attack in (
         ("distortion", budget.distortion.attack),
         ("transfer", budget.transfer.attack),
     ):
-        if attack.layer is not None:
+        if attack["layer"] is not None:
             raise ConfigError(f"{key}.attack.layer: the tables attack the input (null) ({path})")
     experiments = set(available("experiment"))
     for key in budget.training.experiments:

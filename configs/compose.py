@@ -9,19 +9,26 @@ The command line takes two kinds of words, the form a W&B sweep passes with
 - ``a.b.c=VALUE`` sets one key; VALUE is parsed as YAML (``[100,100]``, ``null``, ``1e-3``).
 
 Every step is validated against :class:`configs.schema.ExperimentConfig`; a wrong key or type
-raises :class:`ConfigError` naming the key.
+raises :class:`ConfigError` naming the key. An attack section (``backfeed.generator``,
+``evaluation.attack``, ...) is checked against the config of the attack it names
+(:mod:`attacks.registry`), key by key and type by type, and written out with every key of that
+config; a step that changes a section's attack drops the keys of earlier steps the new attack
+does not take (``experiment=backfeed-fc100 backfeed.generator.name=fgsm`` loses L-BFGS's
+``search_steps``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from intriguing.configs.schema import ExperimentConfig
+from intriguing.attacks.registry import attack_entry
+from intriguing.configs.schema import ATTACK_SECTION, ExperimentConfig
 
 CONFIG_ROOT = Path(__file__).resolve().parent
 GROUPS: tuple[str, ...] = ("model", "optim", "data", "trainer", "logger")
@@ -71,7 +78,70 @@ def _merge(config: DictConfig, update: Any, source: str) -> DictConfig:
     except OmegaConfBaseException as error:
         raise ConfigError(_describe(error, source)) from None
     assert isinstance(merged, DictConfig)
+    _drop_stale_attack_keys(config, merged, update)
     return merged
+
+
+def attack_sections(schema: type, prefix: str = "") -> Iterator[str]:
+    """The dotted keys of the attack sections of a schema dataclass (fields made with
+    :func:`configs.schema.attack_field`), nested dataclasses included."""
+    hints = get_type_hints(schema)
+    for item in fields(schema):
+        key = f"{prefix}{item.name}"
+        if item.metadata.get(ATTACK_SECTION):
+            yield key
+        elif is_dataclass(hints[item.name]):
+            yield from attack_sections(hints[item.name], f"{key}.")
+
+
+def _drop_stale_attack_keys(before: DictConfig, merged: DictConfig, update: Any) -> None:
+    """Where ``update`` changed a section's attack, drop the keys the new attack does not
+    take that ``update`` did not set itself (those stay, to be refused by name)."""
+    for key in attack_sections(ExperimentConfig):
+        old, new = OmegaConf.select(before, key), OmegaConf.select(merged, key)
+        if old is None or new is None or old.get("name") == new.get("name"):
+            continue
+        given = OmegaConf.select(OmegaConf.create(update), key)
+        given = set(given) if isinstance(given, Mapping | DictConfig) else set()
+        try:
+            taken = set(attack_entry(str(new.get("name"))).keys)
+        except ValueError:
+            continue  # refused by name in check_attack
+        for stale in set(new) - taken - given - {"name"}:
+            del new[stale]
+
+
+def check_attack(section: Mapping[str, Any], key: str, source: str = "") -> dict[str, Any]:
+    """An attack section checked against the config of the attack it names: every key of
+    that config, typed (enums as their names; ``null``: the attack's default).
+
+    Raises:
+        ConfigError: naming the key, for an attack not registered, a key the attack does
+            not take (naming the attack) or a value of the wrong type.
+    """
+    values = dict(section)
+    name = str(values.pop("name", None) or "lbfgs")
+    where = f" ({source})" if source else ""
+    try:
+        entry = attack_entry(name)
+        entry.check_keys(values)
+    except ValueError as error:
+        message = str(error).removeprefix("attack.")
+        raise ConfigError(f"{key}.{message}{where}") from None
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(entry.config), values)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{key}.{_describe(error, source or 'attack ' + name)}") from None
+    container = OmegaConf.to_container(typed, enum_to_str=True)
+    assert isinstance(container, dict)
+    return {"name": name, **container}
+
+
+def _check_attacks(config: DictConfig) -> None:
+    for key in attack_sections(ExperimentConfig):
+        parent, _, field_name = key.rpartition(".")
+        node = OmegaConf.select(config, parent) if parent else config
+        node[field_name] = check_attack(node[field_name], key)
 
 
 def _parse_overrides(words: Iterable[str]) -> tuple[dict[str, str], list[str]]:
@@ -125,6 +195,7 @@ def compose(overrides: Sequence[str] = (), experiment: str | None = None) -> Dic
             raise ConfigError(f"{assignment}: cannot parse the value ({error})") from None
         config = _merge(config, update, f"override {assignment}")
     _resolve_all(config)
+    _check_attacks(config)
     return config
 
 

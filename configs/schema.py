@@ -78,18 +78,6 @@ class WandbMode(StrEnum):
     disabled = "disabled"
 
 
-class AttackName(StrEnum):
-    lbfgs = "lbfgs"
-    fgsm = "fgsm"
-    pgd = "pgd"
-    noise = "noise"
-
-
-class Norm(StrEnum):
-    l2 = "l2"
-    linf = "linf"
-
-
 @dataclass
 class ConvConfig:
     """A configurable conv net: ``len(channels)`` blocks of conv (+BN) + ReLU (+pool)."""
@@ -241,26 +229,23 @@ class CheckpointConfig:
     save_last: bool = True
 
 
-@dataclass
-class AttackConfig:
-    """One attack and its settings, as used by commands and callbacks."""
-
-    name: AttackName = AttackName.lbfgs
-    # FGSM/PGD step size and budget; noise stddev.
-    epsilon: float = 0.1
-    norm: Norm = Norm.linf
-    steps: int = 10
-    step_size: float | None = None
-    stddev: float = 0.1
-    # L-BFGS: search steps over c and iterations per c.
-    search_steps: int | None = None
-    max_iterations: int | None = None
-    # Perturb this layer's output instead of the input (None: the input).
-    layer: str | None = None
+#: One attack and its settings, as used by commands and callbacks: ``name``, a registered
+#: attack (see attacks.registry; null keys: the attack's own defaults), and the keys of that
+#: attack's config, checked against it when the run's config is composed (configs.compose).
+AttackConfig = dict[str, Any]
+#: Field metadata that marks an attack section for configs.compose.
+ATTACK_SECTION = "attack_section"
+ATTACK = {ATTACK_SECTION: True}
 
 
-def _fgsm() -> AttackConfig:
-    return AttackConfig(name=AttackName.fgsm, epsilon=0.1, norm=Norm.linf)
+def lbfgs() -> AttackConfig:
+    """The paper's attack with its own defaults."""
+    return {"name": "lbfgs"}
+
+
+def fgsm() -> AttackConfig:
+    """FGSM at L-inf 0.1, the fixed attack of adversarial validation and evaluation."""
+    return {"name": "fgsm", "epsilon": 0.1, "norm": "linf"}
 
 
 @dataclass
@@ -275,14 +260,14 @@ class BackfeedConfig:
     refresh_fraction: float = 0.01
     # ... once every this many training steps.
     refresh_every_n_steps: int = 1
-    generator: AttackConfig = field(default_factory=AttackConfig)
+    generator: AttackConfig = field(default_factory=lbfgs, metadata=ATTACK)
     # Layers whose output gets a pool of its own: "input" (the input pool) and/or submodules
     # of the model by dotted path or unique suffix ("fc1" finds network.stages.fc1).
     layers: list[str] = field(default_factory=lambda: ["input"])
     # How the pools take turns: all mixed in every step, or one pool per step in turn.
     alternate: bool = False
     # Fixed attack and validation subset for comparable adversarial validation error.
-    val_attack: AttackConfig = field(default_factory=_fgsm)
+    val_attack: AttackConfig = field(default_factory=fgsm, metadata=ATTACK)
     val_subset: int = 500
 
 
@@ -300,7 +285,7 @@ class TransferConfig:
     subset: int = 500
     split: str = "auto"
     # The attack that makes the adversarial examples, on the input (layer must stay null).
-    attack: AttackConfig = field(default_factory=AttackConfig)
+    attack: AttackConfig = field(default_factory=lbfgs, metadata=ATTACK)
     # Examples per set in the logged image grid (0: none).
     grid_examples: int = 8
     # Cache the zoo's adversarial sets here (null: made anew in every run).
@@ -324,8 +309,8 @@ class EvaluationConfig:
     """
 
     subset: int = 0
-    attack: AttackConfig = field(default_factory=_fgsm)
-    distortion_attack: AttackConfig = field(default_factory=AttackConfig)
+    attack: AttackConfig = field(default_factory=fgsm, metadata=ATTACK)
+    distortion_attack: AttackConfig = field(default_factory=lbfgs, metadata=ATTACK)
     batch_size: int = 500
 
 
