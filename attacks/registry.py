@@ -31,13 +31,13 @@ the first time a name is not yet known (:func:`attack_entry`). A user's own atta
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
+
+from intriguing.registry import Names, Registry, load_target
 
 #: Name prefix of the peer library's attacks (:class:`attacks.peers.PeerAttack`), which take
 #: their constructor's own keys and are not registered here.
@@ -151,10 +151,7 @@ class AttackEntry:
             TypeError: when a field of the config is not a keyword parameter of the class's
                 constructor.
         """
-        target = self.target
-        if isinstance(target, str):
-            module, _, name = target.partition(":")
-            target = getattr(importlib.import_module(module), name)
+        target = load_target(self.target)
         assert isinstance(target, type)
         parameters = inspect.signature(target.__init__).parameters
         missing = [key for key in self.keys if key not in parameters]
@@ -166,8 +163,9 @@ class AttackEntry:
         return target
 
 
-_ENTRIES: dict[str, AttackEntry] = {}
-_discovered = False
+#: The attacks by name (the shared machinery of :mod:`intriguing.registry`).
+REGISTRY: Registry[AttackEntry] = Registry("attack", "attack.name", "intriguing.attacks")
+_ENTRIES = REGISTRY.entries
 
 
 def register_attack(
@@ -197,10 +195,7 @@ def register_attack(
         raise TypeError(f"attack {name!r}: config must be a dataclass derived from AttackSettings")
 
     def add(entry: AttackEntry) -> None:
-        known = _ENTRIES.get(name)
-        if known is not None and _qualified(known.target) != _qualified(entry.target):
-            raise ValueError(f"attack name {name!r}: already registered for {known.target}")
-        _ENTRIES[name] = entry
+        REGISTRY.add(name, entry, entry.target)
 
     if target is not None:
         add(AttackEntry(name, config, target, label or name, control))
@@ -213,78 +208,36 @@ def register_attack(
     return decorate
 
 
-def _qualified(target: type | str) -> str:
-    if isinstance(target, str):
-        return target
-    return f"{target.__module__}:{target.__qualname__}"
-
-
-def _discover() -> None:
-    """Import every module of this package once, so that attacks declared in their own
-    module (with the decorator) are registered."""
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    package = importlib.import_module(__name__.rpartition(".")[0])
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
-
-
 def attack_entry(name: str) -> AttackEntry:
     """The registered attack ``name``.
 
     Raises:
         ValueError: naming the registered attacks, when none is registered as ``name``.
     """
-    if name not in _ENTRIES:
-        _discover()
-    entry = _ENTRIES.get(str(name))
-    if entry is None:
-        raise ValueError(f"attack.name {name!r}: expected one of {', '.join(attack_names())}")
-    return entry
+    return REGISTRY.get(name)
 
 
 def attack_names(*, controls: bool = True) -> tuple[str, ...]:
     """The names of every registered attack (with the controls, unless ``controls=False``),
     in the order they were registered; imports the package's attacks first."""
-    _discover()
+    REGISTRY.discover()
     return declared_attacks(controls=controls)
 
 
 def declared_attacks(*, controls: bool = True) -> tuple[str, ...]:
     """The names registered so far, importing nothing: the built-in attacks declared here,
     and those of modules already imported."""
-    return tuple(name for name, entry in _ENTRIES.items() if controls or not entry.control)
+    return REGISTRY.declared(None if controls else lambda entry: not entry.control)
 
 
-class AttackNames:
+class AttackNames(Names):
     """The registered names as a lazy, read-only sequence, for argparse's ``choices``: the
     registry is searched (importing the attacks) only when a name is checked or listed, so
     that ``--help`` stays light."""
 
     def __init__(self, *, controls: bool = True) -> None:
         self.controls = controls
-
-    def _names(self) -> tuple[str, ...]:
-        return attack_names(controls=self.controls)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, AttackNames):
-            return self.controls == other.controls
-        return isinstance(other, tuple) and self._names() == other
-
-    def __hash__(self) -> int:
-        return hash(self.controls)
+        super().__init__(lambda: attack_names(controls=controls), controls)
 
     def __repr__(self) -> str:
         return f"AttackNames(controls={self.controls})"
