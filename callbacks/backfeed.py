@@ -291,6 +291,9 @@ class AdversarialBackfeed(Callback):
         self.pools: dict[str, AdversarialPool] = {}
         #: Pool examples mixed into the current training batch, by layer.
         self.mixed: dict[str, int] = {}
+        #: The input pool's latest additions: (slots written, the clean inputs they were made
+        #: from, in the batch's units), for callbacks that show them (callbacks.pool_examples).
+        self.last_added: dict[str, tuple[Tensor, Tensor]] = {}
         self.rng = torch.Generator()
         self.refreshes = 0
         self._pending_state: dict[str, Any] | None = None
@@ -681,7 +684,8 @@ class AdversarialBackfeed(Callback):
         if success.any():
             if layer == INPUT:
                 adversarial = self._from_pixels(result.adv[success]).to(x.dtype)
-                pool.add(adversarial, labels[success], step=step, generator=self.rng)
+                slots = pool.add(adversarial, labels[success], step=step, generator=self.rng)
+                self.last_added[layer] = (slots, sources[success][-len(slots) :])
             else:
                 delta = (result.adv - result.origin)[success].to(x.dtype)
                 pool.add(

@@ -27,10 +27,15 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from intriguing.analysis.robustness import evaluate_robustness
-from intriguing.callbacks import AdversarialBackfeed, SpectralMonitor, transfer_callbacks
+from intriguing.callbacks import (
+    AdversarialBackfeed,
+    PoolExamplesLogger,
+    SpectralMonitor,
+    transfer_callbacks,
+)
 from intriguing.cli import tracking
 from intriguing.configs import ConfigError, to_container, to_yaml
 from intriguing.datamodules import build_datamodule
@@ -272,6 +277,13 @@ def training_callbacks(config: DictConfig) -> list[Callback]:
                 seed=config.seed,
             )
         )
+        every = section["log_examples_every_n_epochs"]
+        if every < 0:
+            raise ConfigError(
+                f"backfeed.log_examples_every_n_epochs={every}: must be 0 (never) or more"
+            )
+        if every:
+            callbacks.append(PoolExamplesLogger(every_n_epochs=every))
     if config.spectral.enabled:
         callbacks.append(SpectralMonitor(every_n_epochs=config.spectral.every_n_epochs))
     callbacks += transfer_callbacks(config)
@@ -390,6 +402,8 @@ def run_experiment(
     pl.seed_everything(config.seed, workers=True, verbose=False)
     resume_checkpoint, resume_dir = resolve_resume(config)
     run_dir = choose_run_dir(config, resume_dir)
+    if resume_dir is not None:
+        config = resumed_tracking(config, resume_dir)
     _write_on_rank_zero(run_dir / CONFIG_FILE, to_yaml(config))
 
     datamodule = build_datamodule(to_container(config)["data"])
@@ -525,10 +539,46 @@ def _remember_wandb_id(logger: Logger | None, id_file: Path) -> None:
             stream.write(str(logger.experiment.id))
 
 
+def resumed_tracking(config: DictConfig, run_dir: Path) -> DictConfig:
+    """``config`` with the W&B group and job type that the run in ``run_dir`` was started
+    with (its ``config.yaml``) where ``config`` leaves them unset: a resumed run stays in its
+    group. Returns ``config`` itself when nothing is filled in, else a copy."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return config
+    earlier = OmegaConf.load(path).get("logger") or {}
+    keep = {
+        key: earlier.get(key)
+        for key in ("group", "job_type")
+        if config.logger.get(key) is None and earlier.get(key)
+    }
+    if not keep:
+        return config
+    config = copy.deepcopy(config)
+    for key, value in keep.items():
+        config.logger[key] = value
+    return config
+
+
+BASELINE_JOB_TYPE = "baseline"
+BACKFEED_JOB_TYPE = "backfeed"
+
+
+def comparison_group(config: DictConfig) -> str:
+    """The W&B group of a run and its baseline: ``logger.group`` when given, else
+    ``WANDB_RUN_GROUP``, else ``NAME-FINGERPRINT`` (the first 8 hex digits of
+    :func:`fingerprint`): the same in every process of a distributed run and for the same
+    job started again or resumed."""
+    given = config.logger.group or os.environ.get("WANDB_RUN_GROUP")
+    return str(given) if given else f"{config.name}-{fingerprint(config)[:8]}"
+
+
 def baseline_config(config: DictConfig) -> DictConfig:
-    """The same run without backfeeding (nor transfer): the comparison of the paper's claim."""
+    """The same run without backfeeding (nor transfer): the comparison of the paper's claim.
+    Its W&B job type is ``baseline``, in the group of ``config``."""
     baseline = copy.deepcopy(config)
     baseline.name = f"{config.name}-baseline"
+    baseline.logger.job_type = BASELINE_JOB_TYPE
     baseline.backfeed.enabled = False
     baseline.transfer.enabled = False
     baseline.compare_baseline = False
@@ -539,7 +589,15 @@ def baseline_config(config: DictConfig) -> DictConfig:
 
 def run_with_baseline(config: DictConfig) -> tuple[RunSummary, RunSummary, bool]:
     """The baseline (a finished run with the same fingerprint is reused, else trained), then
-    the run itself. Returns (run, baseline, whether the baseline was reused)."""
+    the run itself. Returns (run, baseline, whether the baseline was reused).
+
+    Both are one W&B group, job types ``baseline`` and ``backfeed`` (a ``logger.job_type``
+    given for the run is kept): ``config.logger.group`` is set in place, before either run
+    starts, to :func:`comparison_group`, so that the caller can log into the same group. A
+    reused baseline stays in the group it was logged to."""
+    config.logger.group = comparison_group(config)
+    if config.logger.job_type is None:
+        config.logger.job_type = BACKFEED_JOB_TYPE
     reference = baseline_config(config)
     cached = find_finished_run(reference)
     baseline = cached or run_experiment(reference)

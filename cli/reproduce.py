@@ -6,8 +6,10 @@ the conv net of the unit analysis), measures Tables 1 to 5, the adversarial-trai
 comparison and units versus random directions (:mod:`cli.study`), and writes a report -
 ``report.md`` with its figures and a self-contained ``report.html`` - where every measured
 figure stands beside the paper's (:mod:`analysis.report`). Training runs are W&B runs in one
-group; the report is logged to W&B too when the runs log there. Started again after an
-interruption, it reuses every finished run and cached adversarial set.
+group (``--wandb-group``, else a ``logger.group=`` override, else ``reproduce-BUDGET``), each
+with its role as job type (:func:`cli.study.plan_study`); the report is logged to W&B too,
+into the same group, when the runs log there. Started again after an interruption, it reuses
+every finished run and cached adversarial set (and logs into the same group).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from intriguing.analysis.reproduction import StudyResults
 from intriguing.cli.arguments import torch_device
 from intriguing.cli.parsers import DEFAULT_CACHE
 from intriguing.cli.study import plan_study, run_study
-from intriguing.cli.tracking import analysis_run, wandb_mode
+from intriguing.cli.tracking import analysis_run, wandb_mode, wandb_project
 from intriguing.configs.budget import budget_path, load_budget
 
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     budget = load_budget(args.budget)
     out = Path(args.out or Path("outputs") / "reproduce" / budget.name)
-    group = args.wandb_group or f"reproduce-{budget.name}"
+    group = study_group(args, budget.name)
     overrides = [*args.overrides]
     if args.no_progress:
         overrides.append("trainer.enable_progress_bar=false")
@@ -82,9 +84,19 @@ def run(args: argparse.Namespace) -> int:
     print("wrote " + ", ".join(str(path) for path in files.values()))
     first = plan.table1[0].config.logger
     if str(first.kind) == "wandb" and wandb_mode(str(first.mode)) != "disabled":
-        log_report(report, results, files, project=str(first.project), group=group)
+        log_report(report, results, files, project=wandb_project(first.project), group=group)
     print(f"wall time {time.perf_counter() - started:.0f} s", flush=True)
     return 0
+
+
+def study_group(args: argparse.Namespace, budget: str) -> str:
+    """The W&B group of every run of one reproduction: ``--wandb-group``, else the last
+    ``logger.group=NAME`` among the overrides (given by the user, it wins), else
+    ``reproduce-BUDGET`` (the same for a reproduction started again, which reuses the runs)."""
+    if args.wandb_group:
+        return str(args.wandb_group)
+    given = [word.split("=", 1)[1] for word in args.overrides if word.startswith("logger.group=")]
+    return given[-1] if given and given[-1] else f"reproduce-{budget}"
 
 
 def write_report(report: Report, results: StudyResults, out: Path) -> dict[str, Path]:

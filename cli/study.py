@@ -135,28 +135,33 @@ def plan_study(
 ) -> StudyPlan:
     """Compose every run of the study: the budget's overrides for every run, then its
     overrides for the experiment, then ``overrides`` (the command line's), then
-    ``logger.group=group``."""
+    ``logger.group=group`` and the run's role as its W&B job type (``table1``, ``table3``,
+    ``backfeed``, ``baseline``, ``units``, ``units-backfeed``)."""
     extra = [*overrides, *([f"logger.group={group}"] if group else [])]
 
-    def planned(experiment: str, *more: str, key: str | None = None, name: str = "") -> PlannedRun:
+    def planned(
+        experiment: str, *more: str, role: str, key: str | None = None, name: str = ""
+    ) -> PlannedRun:
         words = [
             f"experiment={experiment}",
             *budget.training.overrides,
             *budget.training.experiments.get(experiment, []),
             *extra,
+            f"logger.job_type={role}",
             *more,
         ]
         return PlannedRun(key or experiment, experiment, compose(words), name or experiment)
 
-    def zoo_runs(zoo: Zoo) -> list[PlannedRun]:
-        return [planned(m.experiment, name=m.name) for m in zoo.models]
+    def zoo_runs(zoo: Zoo, role: str) -> list[PlannedRun]:
+        return [planned(m.experiment, role=role, name=m.name) for m in zoo.models]
 
-    table1, table3 = zoo_runs(load_zoo(TABLE1_ZOO)), zoo_runs(load_zoo(TABLE3_ZOO))
+    table1 = zoo_runs(load_zoo(TABLE1_ZOO), "table1")
+    table3 = zoo_runs(load_zoo(TABLE3_ZOO), "table3")
     section = budget.adversarial_training
     variants = []
     for experiment in section.experiments:
         runs = [
-            planned(experiment, f"seed={seed}", key=f"{experiment}/seed{seed}")
+            planned(experiment, f"seed={seed}", role="backfeed", key=f"{experiment}/seed{seed}")
             for seed in section.seeds
         ]
         backfeed = runs[0].config.backfeed
@@ -179,13 +184,13 @@ def plan_study(
         table3,
         baselines,
         variants,
-        planned(budget.units.experiment),
+        planned(budget.units.experiment, role="units"),
     )
     existing = plan.by_experiment(budget.units.experiment)
     if existing is not None:
         plan.units = existing
     if budget.spectral.backfeed_experiment is not None:
-        plan.units_backfeed = planned(budget.spectral.backfeed_experiment)
+        plan.units_backfeed = planned(budget.spectral.backfeed_experiment, role="units-backfeed")
         if not plan.units_backfeed.config.backfeed.enabled:
             raise ConfigError(
                 f"spectral.backfeed_experiment={budget.spectral.backfeed_experiment}: its "

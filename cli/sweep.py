@@ -206,7 +206,7 @@ def _log_table(
     sweep: Sweep, config: DictConfig, columns: list[str], rows: list[list[Any]], folder: Path
 ) -> str | None:
     """The summary as a W&B table in a run of the sweep's group (when the runs use W&B)."""
-    from intriguing.cli.tracking import wandb_mode
+    from intriguing.cli.tracking import wandb_mode, wandb_project
 
     if config.logger.kind != "wandb":
         return None
@@ -216,7 +216,7 @@ def _log_table(
     import wandb
 
     run = wandb.init(
-        project=config.logger.project,
+        project=wandb_project(config.logger.project),
         entity=config.logger.entity,
         group=config.logger.group,
         name=f"{sweep.name}-summary",

@@ -1,8 +1,12 @@
 """Experiment tracking: W&B through Lightning's WandbLogger, a CSV logger, or none.
 
 W&B runs are offline unless credentials are found, so a fresh machine works without an
-account and a logged-in user gets online runs with nothing changed. ``WANDB_MODE`` in the
-environment always wins, as in W&B itself.
+account and a logged-in user gets online runs with nothing changed. W&B's environment
+variables are honoured (:func:`make_logger` says how each meets the ``logger`` config):
+``WANDB_MODE`` always wins over ``logger.mode`` (``auto`` included); ``WANDB_DIR`` decides
+where runs are written (cluster users point it at scratch space); ``WANDB_PROJECT``,
+``WANDB_ENTITY``, ``WANDB_RUN_GROUP``, ``WANDB_JOB_TYPE`` and ``WANDB_TAGS`` fill what the
+config leaves unset.
 """
 
 from __future__ import annotations
@@ -41,6 +45,29 @@ def wandb_mode(requested: str) -> str:
     return requested
 
 
+DEFAULT_PROJECT = "intriguing"
+DEFAULT_JOB_TYPE = "train"
+
+
+def wandb_project(configured: str | None) -> str:
+    """The W&B project of a run: ``configured`` (the ``logger.project`` a config or the
+    command line gave), else ``WANDB_PROJECT``, else ``intriguing``."""
+    return configured or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
+
+
+def wandb_dir(default: Path | str | None) -> str | None:
+    """The folder to hand W&B for its ``wandb/`` run folders: ``WANDB_DIR`` when set (it wins,
+    as on a cluster pointing it at scratch space), else ``default``.
+
+    ``WANDB_DIR`` is passed explicitly, read when the run starts: W&B itself reads it once per
+    process (at its first run), so a process that starts several runs (a reproduction, a
+    sweep, the tests) would otherwise keep the first value. Where a run really landed is its
+    ``run.dir`` (:func:`run_location`), never an assumed path.
+    """
+    chosen = os.environ.get("WANDB_DIR") or default
+    return None if chosen is None else str(chosen)
+
+
 def make_logger(
     logger: dict[str, Any],
     *,
@@ -48,11 +75,25 @@ def make_logger(
     name: str,
     config: dict[str, Any],
     run_id: str | None = None,
-    job_type: str = "train",
+    job_type: str | None = None,
 ) -> Logger | None:
     """The logger the ``logger`` config section asks for, writing below ``run_dir``.
 
-    ``run_id`` resumes an earlier W&B run (a resumed training continues its run).
+    For W&B, what the config gives explicitly wins over W&B's environment variables, which
+    in turn win over this project's defaults (as ``wandb.init`` arguments win over the
+    environment in W&B itself):
+
+    - mode: ``WANDB_MODE`` when set, else ``logger.mode`` (:func:`wandb_mode`);
+    - folder: ``WANDB_DIR`` when set (the run goes to ``$WANDB_DIR/wandb/``), else ``run_dir``
+      (``run_dir/wandb/``);
+    - project: ``logger.project``, else ``WANDB_PROJECT``, else ``intriguing``;
+    - entity, group and tags: ``logger.entity``/``group``/``tags``, else ``WANDB_ENTITY``,
+      ``WANDB_RUN_GROUP``, ``WANDB_TAGS`` (read by W&B), else none (the account's entity);
+    - job type: ``job_type`` (a role the caller imposes, as ``pretrain``), else
+      ``logger.job_type``, else ``WANDB_JOB_TYPE``, else ``train``.
+
+    ``run_id`` resumes an earlier W&B run (a resumed training continues its run). Returns
+    ``None`` for ``logger.kind=none``.
     """
     kind = logger.get("kind", "wandb")
     if kind == "none":
@@ -61,17 +102,22 @@ def make_logger(
         return CSVLogger(save_dir=str(run_dir), name="csv", version="")
     mode = wandb_mode(str(logger.get("mode", "auto")))
     wandb_logger = WandbLogger(
-        project=logger.get("project") or "intriguing",
-        entity=logger.get("entity"),
-        group=logger.get("group"),
+        project=wandb_project(logger.get("project")),
+        entity=logger.get("entity") or None,
+        group=logger.get("group") or None,
         name=logger.get("name") or name,
-        tags=list(logger.get("tags") or []),
-        save_dir=str(run_dir),
+        tags=list(logger.get("tags") or []) or None,
+        save_dir=wandb_dir(run_dir),
         log_model=bool(logger.get("log_model", False)),
         id=run_id,
         resume="allow" if run_id else None,
         mode=mode,
-        job_type=job_type,
+        job_type=(
+            job_type
+            or logger.get("job_type")
+            or os.environ.get("WANDB_JOB_TYPE")
+            or DEFAULT_JOB_TYPE
+        ),
         config=config,
     )
     # Lightning passes `anonymous`, which current W&B only warns about: leave it unset.
@@ -123,7 +169,7 @@ def analysis_run(
         name=name,
         job_type=job_type,
         mode=wandb_mode("auto"),
-        dir=os.environ.get("WANDB_DIR"),
+        dir=wandb_dir(None),
         config=config,
         reinit="finish_previous",
     )

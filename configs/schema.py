@@ -210,10 +210,19 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
+    """Where a run is tracked (see cli.tracking.make_logger for W&B's environment variables:
+    a value given here wins over them, an unset one (null) leaves them their say)."""
+
     kind: LoggerKind = LoggerKind.wandb
-    project: str = "intriguing"
+    # null: WANDB_PROJECT, else "intriguing".
+    project: str | None = None
     entity: str | None = None
+    # Runs that belong together (a run and its baseline, a reproduction, a sweep); null:
+    # WANDB_RUN_GROUP, else chosen by the command (compare_baseline, reproduce, sweep).
     group: str | None = None
+    # The run's role in its group ("baseline", "backfeed", ...); null: WANDB_JOB_TYPE, else
+    # the command's ("train").
+    job_type: str | None = None
     name: str | None = None
     tags: list[str] = field(default_factory=list)
     mode: WandbMode = WandbMode.auto
@@ -269,6 +278,9 @@ class BackfeedConfig:
     # Fixed attack and validation subset for comparable adversarial validation error.
     val_attack: AttackConfig = field(default_factory=fgsm, metadata=ATTACK)
     val_subset: int = 500
+    # A table of a few examples of every pool (clean, perturbation, adversarial, label, age)
+    # logged to W&B after every n-th training epoch (callbacks.pool_examples); 0: never.
+    log_examples_every_n_epochs: int = 5
 
 
 @dataclass

@@ -30,12 +30,18 @@ def _one_thread() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test runs offline, writes below its own tmp_path and starts from seed 0."""
+    """Every test runs offline, writes below its own tmp_path (W&B runs: ``tmp_path/wandb``,
+    as ``WANDB_DIR`` says; find one from its logger or the run's ``summary.json`` ``logs``)
+    and starts from seed 0."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    # Offline runs stage the files of their tables' artifacts here (else below the home folder).
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    for name in ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE"):
+        monkeypatch.delenv(name, raising=False)  # the machine's own would change what is logged
     monkeypatch.setenv("INTRIGUING_DATA_DIR", str(REPO_DATA))
     torch.manual_seed(0)
     yield

@@ -215,6 +215,10 @@ def test_shipped_budgets_plan_the_papers_runs():
         assert configs[f"{key}/seed2"].seed == 2
     assert [v.experiment for v in quick.variants] == variants
     assert {str(c.logger.group) for c in configs.values()} == {"g"}
+    roles = {key: config.logger.job_type for key, config in configs.items()}  # W&B job types
+    assert roles["fc10-1"] == "table1" and roles["fc100-100-10-p1"] == "table3"
+    assert roles["backfeed-fc100/seed1"] == "backfeed" and roles["conv"] == "units"
+    assert roles["backfeed-fc100-baseline/seed1"] == "baseline"
     assert departures(quick)  # quick says how it departs from the paper
 
     full = plan_study(load_budget("full"), [], group="g")

@@ -5,6 +5,7 @@ summary, one W&B run, and attacks and callbacks that ran on both processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -54,7 +55,9 @@ def _check_one_run(output_dir: Path, run_dir: Path, outcome: str) -> None:
     assert outcome.count("fc100-100-10: 1 epochs") == 1  # the summary, printed by rank 0
     summary = (run_dir / "summary.json").read_text()
     assert '"eval/min_distortion"' in summary and '"eval/adversarial_error"' in summary
-    (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
+    # W&B runs go to WANDB_DIR (tests/conftest.py: the test's tmp_path, above output_dir).
+    (wandb_run,) = (output_dir.parent / "wandb").glob("offline-run-*")
+    assert json.loads(summary)["logs"] == str(wandb_run)
     logged = wandb_summary(wandb_run)["summary"]
     assert "eval/min_distortion" in logged and "test/error" in logged
     assert logged["backfeed/input/pool_size"] == 64  # summed over both processes' pools

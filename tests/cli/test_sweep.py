@@ -196,7 +196,7 @@ def test_sweep_logs_one_run_per_point_in_its_group_and_resumes(run_cli, tmp_path
     summaries = {}
     for run in runs:
         summary = json.loads((run / "summary.json").read_text())
-        (wandb_run,) = (run / "wandb").glob("offline-run-*")
+        wandb_run = summary["logs"]  # in WANDB_DIR (tests/conftest.py), where W&B put it
         logged = wandb_summary(wandb_run)
         for key in ("test/error", "eval/adversarial_error", "eval/min_distortion"):
             assert logged["summary"][key] == pytest.approx(summary["metrics"][key])
