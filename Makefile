@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@# The eval extra's torchattacks without its pin of an old requests (its other needs,
 	@# torch, torchvision, numpy, scipy, tqdm, are installed above).
 	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps 'torchattacks>=3.5.1'
+	@# The sweep extra: W&B's engine `sweeps` without its pin of numpy<2, its other needs
+	@# with theirs.
+	$(BIN)/python -m pip install --quiet --progress-bar off 'scikit-learn>=1.0' 'jsonschema>=3.2' 'jsonref>=1.0'
+	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps 'sweeps>=0.3.0'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -36,6 +36,7 @@ from intriguing.callbacks import (
     SpectralMonitor,
     transfer_callbacks,
 )
+from intriguing.callbacks.history import HISTORY_FILE, MetricHistory
 from intriguing.cli import tracking
 from intriguing.configs import ConfigError, to_container, to_yaml
 from intriguing.datamodules import build_datamodule
@@ -417,6 +418,7 @@ def run_experiment(
     callbacks: list[Callback] = [c for c in (final, best) if c is not None]
     callbacks += training_callbacks(config)
     callbacks += extra_callbacks or []
+    callbacks.append(MetricHistory(run_dir / HISTORY_FILE))  # for sweeps' early_terminate
 
     id_file = run_dir / WANDB_ID_FILE
     logger = tracking.make_logger(

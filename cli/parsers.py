@@ -308,12 +308,13 @@ class _IntermixedParser(argparse.ArgumentParser):
 def _sweep(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep",
-        help="run a W&B sweep file's grid or random search here, one training per point",
+        help="run a W&B sweep file here on W&B's engine (grid, random, bayes; hyperband)",
         description=(
-            "Run the points of a W&B sweep file (method grid or random) one after another on "
-            "this machine, each by the command line a `wandb agent` would run for it. "
-            "Finished points are reused; a summary table is written at the end. The same "
-            "file works with `wandb sweep FILE` and `wandb agent` on many machines."
+            "Run the points of a W&B sweep file one after another on this machine, drawn "
+            "(grid, random, bayes) and stopped (early_terminate) by W&B's own engine, each by "
+            "the command line a `wandb agent` would run for it. Finished points are reused; "
+            "a summary table is written at the end. The same file works with `wandb sweep "
+            "FILE` and `wandb agent` on many machines. Needs the extra: intriguing[sweep]."
         ),
     )
     parser.__class__ = _IntermixedParser
@@ -334,7 +335,7 @@ def _sweep(subparsers: argparse._SubParsersAction) -> None:
         help="start at most N trainings this time (reused points do not count)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of random search's draws (default 0)"
+        "--seed", type=int, default=0, help="seed of the engine's draws (default 0)"
     )
     parser.set_defaults(handler="intriguing.cli.sweep:run")
 

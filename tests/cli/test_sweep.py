@@ -1,4 +1,4 @@
-"""``intriguing sweep``: W&B sweep files expanded as W&B does, run here one process per point,
+"""``intriguing sweep``: W&B sweep files expanded by W&B's engine, run here one process per point,
 recorded one W&B run per point in the sweep's group, resumed, and refused when malformed."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from intriguing.cli.sweep import plan
-from intriguing.cli.sweeps import load_sweep, points
+from intriguing.pipelines.sweep import plan
+from intriguing.pipelines.sweep_file import load_sweep, points
 
 from .conftest import wandb_summary
 
@@ -252,8 +252,16 @@ def _parameter(name: str, settings: dict[str, Any]) -> Callable[[dict[str, Any]]
 
 
 BAD_SWEEPS = [
-    ("unknown-method", _set("method", "hyperopt"), "method: unknown method 'hyperopt'"),
-    ("bayes", _set("method", "bayes"), "method: bayes search needs W&B's sweep controller"),
+    (
+        "unknown-method",
+        _set("method", "hyperopt"),
+        "method: 'hyperopt' is not one of ['bayes', 'random', 'grid', 'custom']",
+    ),
+    (
+        "bayes-without-metric",
+        lambda sweep: [_set("method", "bayes")(sweep), _set("metric", None)(sweep)],
+        "metric: bayes search needs metric",
+    ),
     ("unknown-sweep-key", _set("paramters", {}), "paramters: not a W&B sweep key"),
     (
         "schema-lacks-key",
@@ -268,12 +276,12 @@ BAD_SWEEPS = [
     (
         "min-above-max",
         _parameter("optim.lr", {"distribution": "log_uniform_values", "min": 1.0, "max": 0.1}),
-        "parameters.optim.lr.min: min 1.0 is not less than max 0.1",
+        "parameters.optim.lr: min 1.0 is not less than max 0.1",
     ),
     (
         "text-bound",
         _parameter("optim.lr", {"distribution": "uniform", "min": "1e-3", "max": 0.1}),
-        "parameters.optim.lr.min: must be a number",
+        "parameters.optim.lr.min: '1e-3' is not of type 'number'",
     ),
     (
         "grid-of-a-continuous-distribution",
