@@ -156,7 +156,9 @@ def analysis_run(
     """A W&B run for an analysis command when ``args.wandb`` is set, else ``None``.
 
     The run is finished when the block ends, so that a process can start several runs;
-    its mode follows :func:`wandb_mode` (offline without credentials).
+    its mode follows :func:`wandb_mode` (offline without credentials), its folder
+    :func:`wandb_dir` and its project :func:`wandb_project` (``args.wandb_project`` when
+    given, else ``WANDB_PROJECT``, else ``intriguing``).
     """
     if not getattr(args, "wandb", False):
         yield None
@@ -164,7 +166,7 @@ def analysis_run(
     import wandb
 
     run = wandb.init(
-        project=args.wandb_project,
+        project=wandb_project(getattr(args, "wandb_project", None)),
         group=getattr(args, "wandb_group", None),
         name=name,
         job_type=job_type,
