@@ -26,6 +26,17 @@ layer replaces those rows' output by ``clamp(output.detach() + delta, layer rang
 activation is recomputed with the current weights, and, detached, trains only the layers above
 (the paper's per-layer training), while the batch's other rows are untouched.
 
+Adversarial training as the field's baseline, with the same callback: ``mix="replace"`` puts
+the adversarial rows in place of clean rows (the batch keeps its size; ``mix_ratio=1.0``
+trains on adversarial rows only), and ``attack_current_batch=True`` replaces the pool by an
+attack on the training batch itself, against the current weights, at every step, every
+result used whether adversarial or not. With the generator ``{"name": "pgd", "keep": "last",
+...}`` that is PGD adversarial training (Madry et al. 2018, "Towards deep learning models
+resistant to adversarial attacks"); with ``{"name": "pgd", "steps": 1, "step_size": 1.25 *
+epsilon, "keep": "last"}`` (random start being PGD's default), FGSM with random start (Wong,
+Rice & Kolter 2020, "Fast is better than free"). Presets: ``pgd-at-fc100``, ``fgsm-rs-fc100``,
+``pgd-at-conv``, ``fgsm-rs-conv``.
+
 Under DDP every rank generates and keeps its own share of the pool (``pool_size /
 world_size``); logged figures are reduced across ranks with torchmetrics; checkpoints hold
 every rank's pool and random state (tensors and primitives only).
@@ -39,7 +50,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning.pytorch as pl
 import torch
@@ -54,6 +65,7 @@ from intriguing.analysis.transfer import check_attack_spec
 from intriguing.attacks import (
     INPUT,
     Attack,
+    AttackResult,
     build_attack,
     evaluating,
     layer_path,
@@ -65,6 +77,7 @@ from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key,
 from intriguing.callbacks.pool import AdversarialPool
 from intriguing.callbacks.rng import untouched_rng
 from intriguing.configs import ConfigError
+from intriguing.configs.schema import MixPolicy
 from intriguing.trainers import ErrorRate
 
 AttackFactory = Callable[[nn.Module, str], Attack]
@@ -83,7 +96,9 @@ _PER_LAYER = (
     "pool_size",
     "pool_error",  # current model on the pool
     "age_steps",
+    "clean_error",  # of the attacked rows of the training batches (attack_current_batch)
 )
+_POOL_ONLY = ("pool_size", "pool_error", "age_steps")
 _SUMMED = ("generated", "pool_size")
 _VAL = ("val/adv_error", "val/adv_distortion")
 
@@ -142,6 +157,16 @@ class _MixedDict(dict):  # type: ignore[type-arg]
     clean_size: int
 
 
+class _Rows(NamedTuple):
+    """Adversarial rows for a training batch, from one layer's pool or attack."""
+
+    layer: str
+    inputs: Tensor  # (k, *input shape): the rows' inputs
+    labels: Tensor  # (k,)
+    perturbations: Tensor | None  # (k, *layer output shape) of a hidden layer, else None
+    sources: slice | None  # the batch rows they were made from (attack_current_batch)
+
+
 def _add_perturbation(
     output: Any, rows: slice, delta: Tensor, bounds: tuple[float, float], total: int, layer: str
 ) -> Any:
@@ -170,10 +195,35 @@ class AdversarialBackfeed(Callback):
     dict batch carries ``n`` as its attribute ``clean_size`` (``getattr(batch, "clean_size",
     len(y))`` gives the clean rows' count, with or without the callback).
 
+    With ``attack_current_batch`` there is no pool: at every training batch (every optimizer
+    step, every batch of an accumulated one) ``round(mix_ratio * n)`` of its rows, the last
+    ones (a shuffled loader makes them a random subset), are attacked against the current
+    weights, and every result joins (``mix="append"``) or replaces (``"replace"``) them,
+    adversarial or not, as in Madry et al.'s PGD adversarial training (2018) and Wong et al.'s
+    FGSM with random start (2020); several layers share those rows in turn (replace) or each
+    attack all of them (append). The attacks run in eval mode (:func:`attacks.attack_mode`:
+    batch-norm running statistics, no dropout, no update of the statistics), as torchattacks
+    does by default (``set_model_training_mode(model_training=False)``) and advertorch-based
+    trainers (TRADES, MART) do; Madry's and Wong's reference code attacked in train mode,
+    which differs only for models with batch norm or dropout (the MNIST presets have
+    neither). ``pool_size``, ``refresh_fraction`` and ``refresh_every_n_steps`` are then
+    unused. ``backfeed/LAYER/clean_error`` logs the error of the current weights on the
+    attacked clean rows (measured by the attack before the step): the clean training error
+    when ``mix="replace"`` and ``mix_ratio=1`` leave no clean row in the batch.
+
     Args:
         pool_size: examples per pool, over all ranks together.
-        mix_ratio: pool examples added to each training batch per clean example, in [0, 1]
-            (0.5: a batch of 128 clean examples grows to 192, 64 from the pool).
+        mix_ratio: adversarial rows per clean example of each training batch, in [0, 1]:
+            with ``mix="append"`` each pool in turn adds ``round(mix_ratio * n)`` rows to a
+            batch of ``n`` (0.5: 128 clean examples grow to 192, 64 from the pool); with
+            ``"replace"`` that many clean rows (the last ones) give way to adversarial rows,
+            shared among the pools in turn, and the batch keeps its size (fewer while a pool
+            holds fewer examples).
+        mix: :class:`~configs.schema.MixPolicy` (or its value): ``"append"`` or
+            ``"replace"``, as above. Rows ``[0, clean_size)`` of a mixed batch are clean in
+            both.
+        attack_current_batch: attack the batch itself at every step instead of keeping
+            pools (see above).
         refresh_fraction: fraction of each pool replaced at every refresh, in (0, 1]; the new
             examples are made from clean training examples drawn from the batches since the
             last refresh (at most all of them).
@@ -217,7 +267,9 @@ class AdversarialBackfeed(Callback):
             training set (when its size is known: this project's data module, or the sized
             data sets of the training loaders), and batches the pooled examples could not
             reach the loss through (missing keys, other per-example entries, a batch that did
-            not pass through ``on_after_batch_transfer``): before the first optimizer step.
+            not pass through ``on_after_batch_transfer``): before the first optimizer step;
+            a ``mix`` other than append or replace, and ``attack_current_batch`` with
+            ``mix_ratio=0`` (nothing would be attacked), at construction.
     """
 
     def __init__(
@@ -225,6 +277,8 @@ class AdversarialBackfeed(Callback):
         *,
         pool_size: int = 10_000,
         mix_ratio: float = 0.5,
+        mix: MixPolicy | str = MixPolicy.append,
+        attack_current_batch: bool = False,
         refresh_fraction: float = 0.01,
         refresh_every_n_steps: int = 1,
         generator: Mapping[str, Any] | AttackFactory | None = None,
@@ -242,6 +296,18 @@ class AdversarialBackfeed(Callback):
         super().__init__()
         if not 0.0 <= mix_ratio <= 1.0:
             raise ConfigError(f"backfeed.mix_ratio={mix_ratio}: must be in [0, 1]")
+        try:
+            self.mix = MixPolicy(mix)
+        except ValueError:
+            policies = ", ".join(policy.value for policy in MixPolicy)
+            raise ConfigError(f"backfeed.mix={mix!r}: expected one of {policies}") from None
+        if attack_current_batch and mix_ratio == 0:
+            raise ConfigError(
+                f"backfeed.attack_current_batch=true with mix_ratio={mix_ratio}: no row of a "
+                "batch would be attacked; give mix_ratio in (0, 1] (1.0 with mix=replace is "
+                "Madry et al.'s adversarial training)"
+            )
+        self.attack_current_batch = bool(attack_current_batch)
         if not 0.0 < refresh_fraction <= 1.0:
             raise ConfigError(f"backfeed.refresh_fraction={refresh_fraction}: must be in (0, 1]")
         if refresh_every_n_steps < 1:
@@ -343,12 +409,15 @@ class AdversarialBackfeed(Callback):
                 except ValueError as error:
                     raise ConfigError(f"backfeed.layers: {layer!r}: {error}") from None
                 self._warn_unknown_range(layer, pl_module.get_submodule(path))
-        train_size = _datamodule_size(trainer)
-        self._check_pool_size(train_size)
-        self._size_checked = train_size is not None
         world, rank = trainer.world_size, trainer.global_rank
-        share = self.pool_size // world + (1 if rank < self.pool_size % world else 0)
-        self.pools = {layer: AdversarialPool(max(1, share)) for layer in self.layers}
+        if self.attack_current_batch:  # no pool: its size is not checked
+            self.pools, self._size_checked = {}, True
+        else:
+            train_size = _datamodule_size(trainer)
+            self._check_pool_size(train_size)
+            self._size_checked = train_size is not None
+            share = self.pool_size // world + (1 if rank < self.pool_size % world else 0)
+            self.pools = {layer: AdversarialPool(max(1, share)) for layer in self.layers}
         self.rng.manual_seed(self.seed + rank)
         for name in self._layer_metric_names():
             self._metric(name, pl_module.device)
@@ -393,8 +462,16 @@ class AdversarialBackfeed(Callback):
             self._check_pool_size(_loaders_size(trainer.train_dataloader))
             self._size_checked = True
 
+    def _figures(self) -> tuple[str, ...]:
+        """The per-layer figures of this callback's mode: pool statistics for pools, the
+        clean error of the attacked rows for attacks of the current batch."""
+        if self.attack_current_batch:
+            return tuple(figure for figure in _PER_LAYER if figure not in _POOL_ONLY)
+        return tuple(figure for figure in _PER_LAYER if figure != "clean_error")
+
     def _layer_metric_names(self) -> list[str]:
-        return [f"backfeed/{layer}/{figure}" for layer in self.layers for figure in _PER_LAYER]
+        figures = self._figures()
+        return [f"backfeed/{layer}/{figure}" for layer in self.layers for figure in figures]
 
     def _metric(self, name: str, device: torch.device) -> Metric:
         """The metric logged as ``name``, made on first use (in any stage)."""
@@ -486,30 +563,41 @@ class AdversarialBackfeed(Callback):
             )
         return x, y
 
-    def _extended(self, key: BatchKey, value: Any, clean: int, added: int) -> Any:
-        """Another entry of the batch, with ``added`` rows of its ``fill`` value if it has one
-        row per example."""
-        per_example = (isinstance(value, Tensor) and value.ndim >= 1 and len(value) == clean) or (
-            isinstance(value, list | tuple) and len(value) == clean
+    def _extended(
+        self, key: BatchKey, value: Any, size: int, kept: int, added: int, sources: Tensor | None
+    ) -> Any:
+        """Another entry of the batch of ``size`` rows: if it has one value per example, its
+        first ``kept`` values, then for the ``added`` adversarial rows the values of the rows
+        they were made from (``sources``, indices into the batch) or, for pooled rows, the
+        entry's ``fill`` value."""
+        per_example = (isinstance(value, Tensor) and value.ndim >= 1 and len(value) == size) or (
+            isinstance(value, list | tuple) and len(value) == size
         )
         if not per_example:
             return value
+        if sources is not None:  # adversarial versions of the batch's own rows
+            if isinstance(value, Tensor):
+                return torch.cat([value[:kept], value[sources.to(value.device)]])
+            return type(value)([*value[:kept], *(value[i] for i in sources.tolist())])
         if key not in self.fill:
             raise ConfigError(
                 f"backfeed: the training batch's entry {key!r} has one value per example "
                 f"({describe_batch(value)}); pooled rows need one too: give it with "
                 f"backfeed fill={{{key!r}: value}}"
             )
-        if added == 0:
+        if added == 0 and kept == size:
             return value
         if isinstance(value, Tensor):
             rows = value.new_full((added, *value.shape[1:]), self.fill[key])
-            return torch.cat([value, rows])
-        return type(value)([*value, *([self.fill[key]] * added)])
+            return torch.cat([value[:kept], rows])
+        return type(value)([*value[:kept], *([self.fill[key]] * added)])
 
-    def _rebuilt(self, batch: Any, x: Tensor, y: Tensor, clean: int) -> Any:
-        """The batch with inputs ``x`` and labels ``y`` (clean rows first), its other
-        per-example entries extended, marked with :data:`CLEAN_SIZE` where it can be."""
+    def _rebuilt(
+        self, batch: Any, x: Tensor, y: Tensor, size: int, clean: int, sources: Tensor | None
+    ) -> Any:
+        """The batch of ``size`` rows with inputs ``x`` and labels ``y`` (its first ``clean``
+        rows, then adversarial rows), its other per-example entries likewise (see
+        :meth:`_extended`), marked with :data:`CLEAN_SIZE` where it can be."""
         added = len(y) - clean
         if isinstance(batch, Mapping):
             replaced = {self.input_key: x, self.target_key: y}
@@ -519,7 +607,9 @@ class AdversarialBackfeed(Callback):
             replaced = {self.input_key % len(batch): x, self.target_key % len(batch): y}  # type: ignore[operator]
             keys = list(range(len(batch)))
         values = {
-            key: replaced[key] if key in replaced else self._extended(key, batch[key], clean, added)
+            key: replaced[key]
+            if key in replaced
+            else self._extended(key, batch[key], size, clean, added, sources)
             for key in keys
         }
         mixed: Any
@@ -547,7 +637,7 @@ class AdversarialBackfeed(Callback):
         return self.layers
 
     def _mix(self, batch: Any) -> Any:
-        """Stage sources, refresh when due, and append pooled rows to a training batch."""
+        """Make or draw adversarial rows and mix them into a training batch (``mix``)."""
         trainer = self._trainer
         if trainer is None or not trainer.training or batch is self._last_mixed:
             return batch
@@ -557,7 +647,50 @@ class AdversarialBackfeed(Callback):
             self._probe_layers(pl_module, x)
             self._probed = True
         step = trainer.global_step
-        self._stage(x, y, trainer.accumulate_grad_batches)
+        count = round(self.mix_ratio * len(y))
+        if self.attack_current_batch:
+            parts = self._attacked(pl_module, x, y, count)
+        else:
+            self._refresh_if_due(pl_module, x, y, step, trainer.accumulate_grad_batches)
+            parts = self._pooled(x, y, count, step)
+        added = sum(len(part.labels) for part in parts)
+        kept = len(y) - added if self.mix is MixPolicy.replace else len(y)
+        inputs, labels, self._patches, self.mixed = [x[:kept]], [y[:kept]], [], {}
+        rows = kept
+        for part in parts:
+            size = len(part.labels)
+            inputs.append(part.inputs.to(x.dtype))
+            labels.append(part.labels.to(y.dtype))
+            if part.perturbations is not None:
+                self._patches.append((part.layer, slice(rows, rows + size), part.perturbations))
+            self.mixed[part.layer] = self.mixed.get(part.layer, 0) + size
+            rows += size
+        self._mixed_size = rows
+        sources = None
+        if self.attack_current_batch:
+            spans = [
+                torch.arange(p.sources.start, p.sources.stop)
+                for p in parts
+                if p.sources is not None
+            ]
+            sources = torch.cat(spans) if spans else torch.zeros(0, dtype=torch.long)
+        mixed = self._rebuilt(batch, torch.cat(inputs), torch.cat(labels), len(y), kept, sources)
+        self._last_mixed = mixed
+        self._batch_ready = True
+        return mixed
+
+    def _shares(self, count: int, layers: int) -> list[int]:
+        """Adversarial rows per layer in turn: ``count`` each when appended, ``count`` shared
+        out (as evenly as may be) when they replace clean rows, whose number is fixed."""
+        if self.mix is MixPolicy.append:
+            return [count] * layers
+        return [count // layers + (1 if index < count % layers else 0) for index in range(layers)]
+
+    def _refresh_if_due(
+        self, pl_module: pl.LightningModule, x: Tensor, y: Tensor, step: int, accumulation: int
+    ) -> None:
+        """Stage sources from this batch; refresh the pools in turn when a refresh is due."""
+        self._stage(x, y, accumulation)
         due = step == 0 or (step + 1) % self.refresh_every_n_steps == 0
         if due and step != self._refreshed_at:
             sources = self._take_staged()
@@ -567,28 +700,54 @@ class AdversarialBackfeed(Callback):
                 self._refresh(pl_module, layer, *sources, step)
             self.refreshes += 1
             self._refreshed_at = step
-        count = round(self.mix_ratio * len(y))
-        inputs, labels, self._patches, self.mixed = [x], [y], [], {}
-        rows = len(y)
-        for layer in self._in_turn(step) if count else []:
+
+    def _pooled(self, x: Tensor, y: Tensor, count: int, step: int) -> list[_Rows]:
+        """Rows drawn from the pools whose turn it is (fewer while a pool holds fewer)."""
+        parts: list[_Rows] = []
+        layers = self._in_turn(step) if count else []
+        for layer, share in zip(layers, self._shares(count, len(layers)), strict=True):
             pool = self.pools[layer]
-            if not pool.size or pool.examples is None:
+            if not share or not pool.size or pool.examples is None:
                 continue
-            slots = pool.sample_slots(count, generator=self.rng)
-            inputs.append(pool.examples[slots].to(x.dtype))
-            labels.append(pool.labels[slots].to(y.dtype))
+            slots = pool.sample_slots(share, generator=self.rng)
+            perturbations = None
             if layer != INPUT:
                 assert pool.perturbations is not None
-                self._patches.append(
-                    (layer, slice(rows, rows + len(slots)), pool.perturbations[slots])
-                )
-            self.mixed[layer] = len(slots)
-            rows += len(slots)
-        self._mixed_size = rows
-        mixed = self._rebuilt(batch, torch.cat(inputs), torch.cat(labels), len(y))
-        self._last_mixed = mixed
-        self._batch_ready = True
-        return mixed
+                perturbations = pool.perturbations[slots]
+            examples, labels = pool.examples[slots], pool.labels[slots]
+            parts.append(_Rows(layer, examples, labels, perturbations, None))
+        return parts
+
+    def _attacked(
+        self, pl_module: pl.LightningModule, x: Tensor, y: Tensor, count: int
+    ) -> list[_Rows]:
+        """The batch's last ``count`` rows attacked now, against the current weights, by the
+        layers whose turn it is; every result kept, adversarial or not (Madry et al. 2018).
+        Replaced rows are shared among the layers; appended ones are all attacked by each."""
+        parts: list[_Rows] = []
+        layers = self._in_turn(self.refreshes) if count else []
+        start = len(y) - count
+        for layer, share in zip(layers, self._shares(count, len(layers)), strict=True):
+            if not share:
+                continue
+            rows = slice(start, start + share)
+            if self.mix is MixPolicy.replace:
+                start += share
+            sources, labels = x[rows].detach(), y[rows].detach()
+            result = self._generate(pl_module, layer, sources, labels)
+            self._metric(f"backfeed/{layer}/generated", pl_module.device).update(float(share))
+            if result.clean_logits.numel():
+                error = self._metric(f"backfeed/{layer}/clean_error", pl_module.device)
+                error.update(result.clean_logits, labels)
+            if layer == INPUT:
+                adversarial = self._from_pixels(result.adv).to(x.dtype)
+                parts.append(_Rows(layer, adversarial, labels, None, rows))
+            else:
+                delta = (result.adv - result.origin).to(x.dtype)
+                parts.append(_Rows(layer, sources, labels, delta, rows))
+        if layers:
+            self.refreshes += 1
+        return parts
 
     def _probe_layers(self, pl_module: pl.LightningModule, x: Tensor) -> None:
         """Before the first step: the module maps inputs to logits, and every pooled hidden
@@ -661,16 +820,11 @@ class AdversarialBackfeed(Callback):
             return x
         return (x.float() - self._view(self.mean, x)) / self._view(self.std, x)
 
-    def _refresh(
-        self, pl_module: pl.LightningModule, layer: str, x: Tensor, y: Tensor, step: int
-    ) -> None:
-        """Replace ``refresh_fraction`` of the pool with examples made from the staged ones:
-        adversarial inputs, or for a hidden layer the clean inputs with the layer
-        perturbations ``adv - origin`` the attack found."""
-        pool = self.pools[layer]
-        count = min(len(y), self._refresh_count(layer))
-        chosen = torch.randperm(len(y), generator=self.rng)[:count].to(y.device)
-        sources, labels = x[chosen], y[chosen]
+    def _generate(
+        self, pl_module: pl.LightningModule, layer: str, sources: Tensor, labels: Tensor
+    ) -> AttackResult:
+        """The generator's attack on ``sources`` (in the batch's units) at ``layer``, timed;
+        its success rate and the distortion of its successes go into this epoch's figures."""
         started = time.perf_counter()
         attack = self.make_attack(pl_module, layer)
         result = attack(self._to_pixels(sources), labels)
@@ -681,6 +835,22 @@ class AdversarialBackfeed(Callback):
         prefix = f"backfeed/{layer}"
         device = pl_module.device
         self._metric(f"{prefix}/success_rate", device).update(success.float())
+        if success.any():
+            self._metric(f"{prefix}/distortion", device).update(result.distortion[success])
+        return result
+
+    def _refresh(
+        self, pl_module: pl.LightningModule, layer: str, x: Tensor, y: Tensor, step: int
+    ) -> None:
+        """Replace ``refresh_fraction`` of the pool with examples made from the staged ones:
+        adversarial inputs, or for a hidden layer the clean inputs with the layer
+        perturbations ``adv - origin`` the attack found (successful attacks only)."""
+        pool = self.pools[layer]
+        count = min(len(y), self._refresh_count(layer))
+        chosen = torch.randperm(len(y), generator=self.rng)[:count].to(y.device)
+        sources, labels = x[chosen], y[chosen]
+        result = self._generate(pl_module, layer, sources, labels)
+        success = result.success
         if success.any():
             if layer == INPUT:
                 adversarial = self._from_pixels(result.adv[success]).to(x.dtype)
@@ -695,8 +865,7 @@ class AdversarialBackfeed(Callback):
                     generator=self.rng,
                     perturbations=delta,
                 )
-            self._metric(f"{prefix}/distortion", device).update(result.distortion[success])
-        self._metric(f"{prefix}/generated", device).update(success.sum().float())
+        self._metric(f"backfeed/{layer}/generated", pl_module.device).update(success.sum().float())
 
     @override
     def on_train_batch_start(
@@ -742,8 +911,9 @@ class AdversarialBackfeed(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Pool statistics, reduced over all processes: size, age, error of the current model
-        (on a hidden pool: its inputs with their layer perturbations)."""
+        """This epoch's figures, reduced over all processes: generation, and the pools' size,
+        age and error of the current model (on a hidden pool: its inputs with their layer
+        perturbations), or the clean error of the attacked rows (``attack_current_batch``)."""
         self._hooks.close()
         step = trainer.global_step
         device = pl_module.device
@@ -756,18 +926,20 @@ class AdversarialBackfeed(Callback):
                     logits = self._pool_logits(pl_module, layer, pool, rows)
                     self._metric(f"{prefix}/pool_error", device).update(logits, labels[rows])
                 self._metric(f"{prefix}/pool_size", device).update(float(pool.size))
-                seconds = self._seconds.pop(layer, 0.0)
-                self._metric(f"{prefix}/generation_seconds", device).update(seconds)
                 if pool.size:
                     self._metric(f"{prefix}/age_steps", device).update(pool.ages(step))
+        for layer in self.layers:
+            seconds = self._seconds.pop(layer, 0.0)
+            self._metric(f"backfeed/{layer}/generation_seconds", device).update(seconds)
+        pooled = not self.attack_current_batch
         for layer in self.layers:
             prefix = f"backfeed/{layer}"
             # Every rank computes every figure (collective calls); figures measured on no
             # example anywhere (an empty pool) are not logged.
-            held = self._log_metric(pl_module, f"{prefix}/pool_size")
-            for figure in _PER_LAYER:
+            held = pooled and self._log_metric(pl_module, f"{prefix}/pool_size")
+            for figure in self._figures():
                 if figure != "pool_size":
-                    log = held or figure not in ("pool_error", "age_steps")
+                    log = held or figure not in _POOL_ONLY
                     self._log_metric(pl_module, f"{prefix}/{figure}", log=log)
 
     def _pool_logits(

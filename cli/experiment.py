@@ -268,6 +268,8 @@ def training_callbacks(config: DictConfig) -> list[Callback]:
             AdversarialBackfeed(
                 pool_size=section["pool_size"],
                 mix_ratio=section["mix_ratio"],
+                mix=section["mix"],
+                attack_current_batch=section["attack_current_batch"],
                 refresh_fraction=section["refresh_fraction"],
                 refresh_every_n_steps=section["refresh_every_n_steps"],
                 generator=section["generator"],

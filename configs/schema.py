@@ -257,14 +257,30 @@ def fgsm() -> AttackConfig:
     return {"name": "fgsm", "epsilon": 0.1, "norm": "linf"}
 
 
+class MixPolicy(StrEnum):
+    """How adversarial rows enter a training batch (callbacks.backfeed)."""
+
+    append = "append"  # after the clean rows: the batch grows
+    replace = "replace"  # in place of clean rows: the batch keeps its size
+
+
 @dataclass
 class BackfeedConfig:
-    """The paper's adversarial pool, mixed into training (see callbacks.backfeed)."""
+    """The paper's adversarial pool, mixed into training (see callbacks.backfeed); with
+    attack_current_batch, adversarial training on the batch itself (Madry et al. 2018)."""
 
     enabled: bool = False
     pool_size: int = 10000
-    # Pool examples added to each training batch, per clean example, in [0, 1].
+    # Adversarial rows per clean example of each training batch, in [0, 1]: added to the
+    # batch (mix: append) or taking the place of that fraction of its clean rows (replace;
+    # 1.0 trains on adversarial rows only, as Madry et al.).
     mix_ratio: float = 0.5
+    mix: MixPolicy = MixPolicy.append
+    # Attack the training batch itself, against the current weights, at every step, and use
+    # every result (adversarial or not) instead of a pool: PGD adversarial training (Madry et
+    # al. 2018), FGSM with random start (Wong et al. 2020). pool_size and refresh_* are then
+    # unused.
+    attack_current_batch: bool = False
     # Each refresh replaces this fraction of every pool with new examples ...
     refresh_fraction: float = 0.01
     # ... once every this many training steps.

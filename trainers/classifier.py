@@ -91,11 +91,16 @@ class ImageClassifier(LightningModule):
         self._reset_epoch_sums()
 
     def on_train_epoch_end(self) -> None:
-        """Clean-batch error and mean loss of the epoch, reduced over processes."""
+        """Clean-batch error and mean loss of the epoch, reduced over processes; not logged
+        when no process had a clean row (every row adversarial: AdversarialBackfeed with
+        ``mix="replace"`` and ``mix_ratio=1``), rather than a meaningless 0."""
         wrong, loss_sum, count = self._epoch_sums.tolist()
         if count:
             self.train_error.update(wrong=int(wrong), total=int(count))
             self.train_loss.update(loss_sum / count, weight=count)
+        clean_rows = self.trainer.strategy.reduce(self._epoch_sums[2].clone(), reduce_op="sum")
+        if not float(clean_rows):
+            return
         self.log("train/loss", self.train_loss)
         self.log("train/error", self.train_error)
 
