@@ -8,13 +8,15 @@ The command line takes two kinds of words, the form a W&B sweep passes with
   experiment file names its groups under ``defaults:`` and sets anything else below them;
 - ``a.b.c=VALUE`` sets one key; VALUE is parsed as YAML (``[100,100]``, ``null``, ``1e-3``).
 
-Every step is validated against :class:`configs.schema.ExperimentConfig`; a wrong key or type
-raises :class:`ConfigError` naming the key. An attack section (``backfeed.generator``,
-``evaluation.attack``, ...) is checked against the config of the attack it names
-(:mod:`attacks.registry`), key by key and type by type, and written out with every key of that
-config; a step that changes a section's attack drops the keys of earlier steps the new attack
-does not take (``experiment=backfeed-fc100 backfeed.generator.name=fgsm`` loses L-BFGS's
-``search_steps``).
+Every step is validated against :class:`configs.schema.ExperimentConfig` (with a typed section
+for each registered model family it does not declare, :mod:`trainers.families`); a wrong key
+or type raises :class:`ConfigError` naming the key, and ``model.family`` and ``data.name``
+must be registered (:mod:`trainers.families`, :mod:`datamodules.datasets`). An attack section
+(``backfeed.generator``, ``evaluation.attack``, ...) is checked against the config of the
+attack it names (:mod:`attacks.registry`), key by key and type by type, and written out with
+every key of that config; a step that changes a section's attack drops the keys of earlier
+steps the new attack does not take (``experiment=backfeed-fc100 backfeed.generator.name=fgsm``
+loses L-BFGS's ``search_steps``).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from intriguing.attacks.registry import attack_entry
 from intriguing.configs.schema import ATTACK_SECTION, ExperimentConfig
+from intriguing.datamodules.datasets import dataset_spec
+from intriguing.trainers.families import family_entry, family_sections
 
 CONFIG_ROOT = Path(__file__).resolve().parent
 GROUPS: tuple[str, ...] = ("model", "optim", "data", "trainer", "logger")
@@ -137,6 +141,27 @@ def check_attack(section: Mapping[str, Any], key: str, source: str = "") -> dict
     return {"name": name, **container}
 
 
+def _with_family_sections(config: DictConfig) -> DictConfig:
+    """The schema with a typed section for each registered model family whose section
+    :class:`configs.schema.ModelConfig` does not declare (a user's family: ``model.mixer``)."""
+    missing = {k: v for k, v in family_sections().items() if k not in config.model}
+    if missing:
+        with open_dict(config.model):
+            for section, settings in missing.items():
+                config.model[section] = OmegaConf.structured(settings)
+    return config
+
+
+def _check_names(config: DictConfig) -> None:
+    """``model.family`` and ``data.name`` against their registries (trainers.families,
+    datamodules.datasets)."""
+    for key, lookup in (("model.family", family_entry), ("data.name", dataset_spec)):
+        try:
+            lookup(OmegaConf.select(config, key))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+
 def _check_attacks(config: DictConfig) -> None:
     for key in attack_sections(ExperimentConfig):
         parent, _, field_name = key.rpartition(".")
@@ -164,7 +189,7 @@ def compose(overrides: Sequence[str] = (), experiment: str | None = None) -> Dic
     """The validated configuration for ``overrides`` (command-line words ``key=value``)."""
     groups, assignments = _parse_overrides(overrides)
     experiment = groups.pop("experiment", experiment)
-    config = OmegaConf.structured(ExperimentConfig)
+    config = _with_family_sections(OmegaConf.structured(ExperimentConfig))
 
     body: dict[str, Any] = {}
     selected: dict[str, str] = {}
@@ -195,6 +220,7 @@ def compose(overrides: Sequence[str] = (), experiment: str | None = None) -> Dic
             raise ConfigError(f"{assignment}: cannot parse the value ({error})") from None
         config = _merge(config, update, f"override {assignment}")
     _resolve_all(config)
+    _check_names(config)
     _check_attacks(config)
     return config
 

@@ -1,15 +1,47 @@
-"""Data: MNIST, Fashion-MNIST and CIFAR-10 as LightningDataModules served from memory.
+"""Data: every registered data set (MNIST, Fashion-MNIST, CIFAR-10, KMNIST, ...) as
+LightningDataModules served from memory.
 
-``build_datamodule(config["data"])`` gives an :class:`ImageDataModule`; where the data come
-from and how they are verified is described in :mod:`datamodules.sources`, the paper's P1/P2
-halves and the validation hold-out in :mod:`datamodules.splits`.
+``build_datamodule(config["data"])`` gives an :class:`ImageDataModule`; each data set is
+declared once in :mod:`datamodules.datasets` (where a user registers their own), where its
+data come from and how they are verified is described in :mod:`datamodules.sources`, the
+paper's P1/P2 halves and the validation hold-out in :mod:`datamodules.splits`.
+
+The names below are imported when first used (PEP 562), so that importing
+:mod:`datamodules.datasets` (the config schema) imports no torch or Lightning.
 """
 
-from intriguing.datamodules.datamodule import TENSOR_SPLITS, ImageDataModule, build_datamodule
-from intriguing.datamodules.formats import DataSourceError, NumpyOnlyUnpickler
-from intriguing.datamodules.loaders import SequentialBatches, ShuffledBatches
-from intriguing.datamodules.sources import SPECS, DatasetSpec, fetch
-from intriguing.datamodules.splits import halves
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from intriguing.datamodules.datamodule import (
+        TENSOR_SPLITS,
+        ImageDataModule,
+        build_datamodule,
+    )
+    from intriguing.datamodules.datasets import (
+        SPECS,
+        DatasetSpec,
+        dataset_spec,
+        register_dataset,
+    )
+    from intriguing.datamodules.formats import DataSourceError, NumpyOnlyUnpickler
+    from intriguing.datamodules.loaders import SequentialBatches, ShuffledBatches
+    from intriguing.datamodules.sources import fetch
+    from intriguing.datamodules.splits import halves
+
+#: Where each public name is defined.
+_MODULES = {
+    "datamodule": ("TENSOR_SPLITS", "ImageDataModule", "build_datamodule"),
+    "datasets": ("SPECS", "DatasetSpec", "dataset_spec", "register_dataset"),
+    "formats": ("DataSourceError", "NumpyOnlyUnpickler"),
+    "loaders": ("SequentialBatches", "ShuffledBatches"),
+    "sources": ("fetch",),
+    "splits": ("halves",),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "SPECS",
@@ -21,6 +53,17 @@ __all__ = [
     "SequentialBatches",
     "ShuffledBatches",
     "build_datamodule",
+    "dataset_spec",
     "fetch",
     "halves",
+    "register_dataset",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

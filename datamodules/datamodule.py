@@ -1,4 +1,5 @@
-"""The LightningDataModule of MNIST, Fashion-MNIST and CIFAR-10, served from memory.
+"""The LightningDataModule of every registered data set (:mod:`datamodules.datasets`: MNIST,
+Fashion-MNIST, CIFAR-10, KMNIST, ...), served from memory.
 
 ``prepare_data`` (one process per node, Lightning's rule) fetches the data set into the
 cache of :mod:`datamodules.sources`; ``setup`` (every process) reads the cache and keeps the
@@ -28,18 +29,21 @@ from torch import Tensor
 from typing_extensions import override
 
 from intriguing.datamodules.augment import RandomCropFlip, batch_seed
+from intriguing.datamodules.datasets import dataset_names, dataset_spec
 from intriguing.datamodules.formats import DataSourceError
 from intriguing.datamodules.loaders import SequentialBatches, ShuffledBatches
-from intriguing.datamodules.sources import SPECS, RawData, cache_path, fetch
+from intriguing.datamodules.sources import RawData, cache_path, fetch
 from intriguing.datamodules.splits import SPLITS, halves, hold_out, part_indices
 
 TENSOR_SPLITS: tuple[str, ...] = ("train", "val", "test", "p1", "p2", "full_train")
 
 
 class ImageDataModule(pl.LightningDataModule):
-    """An image classification data set held in memory (MNIST, Fashion-MNIST, CIFAR-10).
+    """An image classification data set held in memory (any registered in
+    :mod:`datamodules.datasets`).
 
-    ``input_shape``, ``num_classes`` and ``name`` are known at construction. ``split``
+    ``input_shape``, ``num_classes``, ``name`` and the declared normalisation ``mean`` and
+    ``std`` are known at construction. ``split``
     chooses the training part: the whole training set or one of the paper's halves P1 / P2
     (Szegedy et al. 2013, Table 3); ``val_size`` images of that part are held out for
     validation, and ``train_subset`` keeps the first images of what remains.
@@ -69,14 +73,19 @@ class ImageDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         name, split = str(name), str(split)
-        if name not in SPECS:
-            raise DataSourceError(f"data.name={name!r}: expected one of {', '.join(SPECS)}")
+        try:
+            self.spec = dataset_spec(name)
+        except ValueError:
+            names = ", ".join(dataset_names())
+            raise DataSourceError(f"data.name={name!r}: expected one of {names}") from None
         if split not in SPLITS:
             raise DataSourceError(f"data.split={split!r}: expected one of {', '.join(SPLITS)}")
-        self.spec = SPECS[name]
         self.name: str = name
         self.input_shape: tuple[int, ...] = self.spec.input_shape
         self.num_classes: int = self.spec.num_classes
+        # The data set's per-channel statistics (None: not declared); inputs stay in [0, 1].
+        self.mean: tuple[float, ...] | None = self.spec.mean
+        self.std: tuple[float, ...] | None = self.spec.std
         self.data_dir = Path(data_dir).expanduser()
         self.split, self.split_seed = split, int(split_seed)
         self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size

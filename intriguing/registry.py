@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import MISSING, fields, is_dataclass
 from typing import Any, Generic, TypeVar
 
@@ -71,6 +71,16 @@ def field_default(config: type, name: str) -> Any:
     raise KeyError(f"{config.__name__} has no field {name!r}")
 
 
+def one_of(names: Sequence[str]) -> str:
+    """``"one of a, b, c"``: the choices in an error message."""
+    return f"one of {', '.join(names)}"
+
+
+def either(names: Sequence[str]) -> str:
+    """``"a, b or c"``: the choices in an error message."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 class Registry(Generic[E]):
     """Entries of one kind of component by name, in the order they were registered.
 
@@ -80,16 +90,25 @@ class Registry(Generic[E]):
             start with it.
         package: the package whose modules are imported to find components that register
             themselves there (``"intriguing.attacks"``).
+        expected: writes the choices in the message for an unknown name (:func:`one_of`).
     """
 
-    def __init__(self, kind: str, key: str, package: str) -> None:
-        self.kind, self.key, self.package = kind, key, package
+    def __init__(
+        self,
+        kind: str,
+        key: str,
+        package: str,
+        *,
+        expected: Callable[[Sequence[str]], str] = one_of,
+    ) -> None:
+        self.kind, self.key, self.package, self.expected = kind, key, package, expected
         self.entries: dict[str, E] = {}
+        self._targets: dict[str, str] = {}
         self._discovered = False
 
     def add(self, name: str, entry: E, target: object) -> None:
-        """Register ``entry`` under ``name``; registering the same ``target`` again (a module
-        imported twice) replaces it.
+        """Register ``entry`` under ``name``; registering an equal entry or the same ``target``
+        again (a module imported twice) replaces it.
 
         Raises:
             ValueError: for an empty name, or one taken by another target.
@@ -97,11 +116,21 @@ class Registry(Generic[E]):
         if not isinstance(name, str) or not name:
             raise ValueError(f"{self.kind} name {name!r}: expected a non-empty string")
         known = self.entries.get(name)
-        if known is not None:
-            before = qualified(getattr(known, "target", None))
-            if before != qualified(target):
-                raise ValueError(f"{self.kind} name {name!r}: already registered for {before}")
+        before = self._targets.get(name)
+        if known is not None and known != entry and before != qualified(target):
+            raise ValueError(f"{self.kind} name {name!r}: already registered for {before}")
         self.entries[name] = entry
+        self._targets[name] = qualified(target)
+
+    def remove(self, name: str) -> E:
+        """Unregister ``name`` (a component registered for a while, as in tests); returns its
+        entry.
+
+        Raises:
+            KeyError: when ``name`` is not registered.
+        """
+        self._targets.pop(name, None)
+        return self.entries.pop(name)
 
     def discover(self) -> None:
         """Import every module of the package once, so that components declared in their own
@@ -118,13 +147,14 @@ class Registry(Generic[E]):
         ``name`` is not yet known).
 
         Raises:
-            ValueError: ``"KEY 'name': expected one of ..."``, when none is registered.
+            ValueError: ``"KEY 'name': expected one of ..."`` (see ``expected``), when none is
+                registered.
         """
         if str(name) not in self.entries:
             self.discover()
         entry = self.entries.get(str(name))
         if entry is None:
-            raise ValueError(f"{self.key} {name!r}: expected one of {', '.join(self.names())}")
+            raise ValueError(f"{self.key} {name!r}: expected {self.expected(self.names())}")
         return entry
 
     def names(self, keep: Callable[[E], bool] | None = None) -> tuple[str, ...]:

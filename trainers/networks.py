@@ -12,7 +12,9 @@
 
 :func:`build_network` takes the ``model`` section of a run's configuration as a plain mapping
 (family, widths, ...), so that checkpoints carry only primitives and rebuild without our code
-being trusted to unpickle anything.
+being trusted to unpickle anything. Each family is registered with its typed config in
+:mod:`trainers.families` (where a user registers their own); the defaults below are the
+configs' (checked when a family is built).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from intriguing.trainers.resnet import preact_resnet
+from intriguing.trainers.families import CODE_STAGE, DEFAULT_FAMILY, family_entry
 from intriguing.trainers.stages import StagedNetwork
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -89,7 +91,7 @@ def autoencoder_classifier(
 ) -> StagedNetwork:
     """AE400-10: a softmax classifier on the code of a sparse autoencoder's encoder."""
     stages = [
-        ("code", sparse_encoder(input_shape, hidden)),
+        (CODE_STAGE, sparse_encoder(input_shape, hidden)),
         ("logits", nn.Sequential(nn.Linear(hidden, num_classes))),
     ]
     return StagedNetwork(stages, input_shape=input_shape)
@@ -141,44 +143,22 @@ def convolutional(
 def build_network(
     model: Mapping[str, Any], input_shape: Sequence[int], num_classes: int
 ) -> StagedNetwork:
-    """The network that the ``model`` section of a configuration describes."""
-    family = str(model.get("family", "fc"))
-    if family == "fc":
-        return fully_connected(
-            input_shape,
-            num_classes,
-            hidden=list(model.get("hidden", [])),
-            activation=str(model.get("activation", "relu")),
-            dropout=float(model.get("dropout", 0.0)),
+    """The network that the ``model`` section of a configuration describes: the builder of
+    its ``family`` (:mod:`trainers.families`, default ``fc``), given the family's settings,
+    each missing one at its config's default.
+
+    Raises:
+        ValueError: naming the registered families, for a family not registered; the
+            builder's own errors for bad settings.
+    """
+    family = family_entry(str(model.get("family", DEFAULT_FAMILY)))
+    network = family.build(model, input_shape, num_classes)
+    if not isinstance(network, StagedNetwork):
+        raise TypeError(
+            f"model.family {family.name!r}: its builder returned {type(network).__name__}, "
+            "not a StagedNetwork"
         )
-    if family == "ae":
-        autoencoder = model.get("autoencoder", {}) or {}
-        return autoencoder_classifier(
-            input_shape, num_classes, hidden=int(autoencoder.get("hidden", 400))
-        )
-    if family == "conv":
-        conv = model.get("conv", {}) or {}
-        return convolutional(
-            input_shape,
-            num_classes,
-            channels=list(conv.get("channels", [32, 64])),
-            kernel_size=int(conv.get("kernel_size", 5)),
-            pool=str(conv.get("pool", "max")),
-            batch_norm=bool(conv.get("batch_norm", False)),
-            fc_hidden=list(conv.get("fc_hidden", [256])),
-            dropout=float(model.get("dropout", 0.0)),
-        )
-    if family == "preact_resnet":
-        resnet = model.get("resnet", {}) or {}
-        return preact_resnet(
-            input_shape,
-            num_classes,
-            blocks=list(resnet.get("blocks", [2, 2, 2, 2])),
-            widths=list(resnet.get("widths", [64, 128, 256, 512])),
-            input_mean=list(resnet.get("input_mean") or []),
-            input_std=list(resnet.get("input_std") or []),
-        )
-    raise ValueError(f"model.family {family!r}: expected fc, ae, conv or preact_resnet")
+    return network
 
 
 def weighted_stages(network: StagedNetwork) -> list[str]:

@@ -112,8 +112,8 @@ def preact_resnet(
     *,
     blocks: Sequence[int] = (2, 2, 2, 2),
     widths: Sequence[int] = (64, 128, 256, 512),
-    input_mean: Sequence[float] | None = None,
-    input_std: Sequence[float] | None = None,
+    input_mean: Sequence[float] | None = (),
+    input_std: Sequence[float] | None = (),
 ) -> StagedNetwork:
     """PreAct ResNet as a :class:`StagedNetwork` (defaults: PreAct ResNet-18 for CIFAR).
 
@@ -125,7 +125,7 @@ def preact_resnet(
         widths: channels of each residual stage (the stem has ``widths[0]``); the first stage
             keeps the resolution, each later one halves it (stride 2).
         input_mean, input_std: per-channel standardisation done first in the stem (e.g.
-            :data:`CIFAR10_MEAN`, :data:`CIFAR10_STD`); both None (or empty) for none.
+            :data:`CIFAR10_MEAN`, :data:`CIFAR10_STD`); both empty (or None) for none.
 
     Returns:
         stages ``stem, layer1 .. layerK, pool, logits`` (K = ``len(blocks)``).
