@@ -363,9 +363,11 @@ def test_the_shipped_backfeed_ablation_composes_every_point(tmp_path: Path) -> N
     assert sweep.swept == [
         "backfeed.generator.name",
         "backfeed.layers",
+        "backfeed.mix",
         "backfeed.mix_ratio",
         "backfeed.pool_size",
         "backfeed.refresh_fraction",
+        "experiment",
     ]
     planned = plan(sweep, [f"output_dir={tmp_path / 'out'}"], seed=0)
     assert len(planned) == sweep.run_cap
