@@ -1,16 +1,71 @@
-"""How robust a trained classifier is: clean error, error under a fixed-budget attack, and
-the paper's average minimum distortion (Szegedy et al. 2013, Table 1's last column)."""
+"""How robust a trained classifier is: clean error, robust error at stated budgets, error under
+a fixed-budget attack, and the paper's average minimum distortion (Szegedy et al. 2013,
+Table 1's last column).
+
+Robust error is what the field reports (Croce & Hein 2020; Carlini et al. 2019): the fraction
+of images misclassified clean or fooled by *any* of several strong attacks within an L-inf or
+L2 budget, the per-image worst case. :func:`evaluate_robustness` measures it with
+:func:`analysis.evaluation.evaluate_robustness` (the engine of ``intriguing evaluate``, with
+its gradient-masking checks) and names the figures for a run's metrics:
+
+- ``eval/robust_error/linf_0.1``: the union's robust error at L-inf 0.1 (one per budget);
+- ``eval/robust_error/linf_0.1/apgd-t``: one attack's;
+- ``eval/robust_clean_error``, ``eval/robust_examples``, ``eval/robust_seconds``: clean error
+  on the same images, how many, and the wall time of all robust attacks;
+- ``eval/masking/linf/pgd_at_least_as_strong_as_fgsm``: 1 where a gradient-masking check is
+  violated, 0 where it passed (checks that could not run are left out);
+  ``eval/masking_violations`` counts the violations;
+- ``eval/adversarial_error``: error under the fixed-budget ``attack`` (FGSM, L-inf 0.1, by
+  default), and ``eval/min_distortion`` the paper's measure.
+
+:func:`headline_figures` lists, in the order a table shows them, the figures a run's metrics
+hold, labelled ("robust error (L-inf 0.1)", "FGSM error (L-inf 0.1)"): the demo's comparison
+and the reproduction report use it.
+"""
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
+from intriguing.analysis.evaluation import (
+    ATTACKS,
+    NORMS,
+    UNION,
+    AttackEntry,
+    AttackSettings,
+    RobustnessEvaluation,
+    _attack_entries,
+    _check_budgets,
+)
+from intriguing.analysis.evaluation import evaluate_robustness as evaluate_budgets
 from intriguing.attacks import build_attack, minimum_distortion
+from intriguing.attacks.peers import import_torchattacks, is_peer_spec
+
+#: Attacks of :data:`analysis.evaluation.ATTACKS` that are ours; the others run in torchattacks
+#: (the ``intriguing[eval]`` extra).
+OWN_ATTACKS = ("pgd", "fgsm", "lbfgs")
+#: Metric key prefix of the robust errors: ``eval/robust_error/linf_0.1[/ATTACK]``.
+ROBUST_ERROR = "robust_error"
+#: Norm names as tables write them.
+NORM_LABELS = {"linf": "L-inf", "l2": "L2"}
+#: Attack names of :data:`analysis.evaluation.ATTACKS` as text writes them.
+ATTACK_LABELS = {
+    "autoattack": "AutoAttack",
+    "autoattack-fast": "AutoAttack (fast: APGD-CE, APGD-T on 3 targets)",
+    "apgd-ce": "APGD-CE",
+    "apgd-t": "APGD-T",
+    "fab": "FAB",
+    "square": "Square",
+    "pgd": "PGD",
+    "fgsm": "FGSM",
+    "lbfgs": "L-BFGS",
+}
 
 
 @dataclass
@@ -26,6 +81,8 @@ class Robustness:
         min_distortion_success: fraction of examples the minimum-distortion attack fooled.
         examples: how many examples were evaluated.
         seconds: wall time of both attacks.
+        robust: the robust errors, one evaluation per norm (empty: not measured), on the
+            first ``robust[i].budgets[j].examples`` of the examples.
     """
 
     clean_error: float
@@ -34,9 +91,105 @@ class Robustness:
     min_distortion_success: float
     examples: int
     seconds: float
+    robust: list[RobustnessEvaluation] = field(default_factory=list)
 
     def as_metrics(self, prefix: str = "eval/") -> dict[str, float]:
-        return {f"{prefix}{key}": float(value) for key, value in asdict(self).items()}
+        """Flat metrics (see the module docstring for the names), all floats."""
+        metrics = {
+            f"{prefix}{key}": float(getattr(self, key))
+            for key in (
+                "clean_error",
+                "adversarial_error",
+                "min_distortion",
+                "min_distortion_success",
+                "examples",
+                "seconds",
+            )
+        }
+        metrics.update(robust_metrics(self.robust, prefix))
+        return metrics
+
+
+def budget_key(norm: str, epsilon: float) -> str:
+    """The budget's part of a metric key: ``linf_0.1``, ``l2_1.5`` (six significant digits)."""
+    return f"{norm}_{epsilon:g}"
+
+
+def budget_label(norm: str, epsilon: float) -> str:
+    """The budget as tables write it: ``L-inf 0.1``, ``L2 1.5``, ``L-inf 8/255``."""
+    in_levels = epsilon * 255
+    if abs(in_levels - round(in_levels)) < 1e-6 and epsilon * 10 != round(epsilon * 10):
+        value = f"{round(in_levels)}/255"
+    else:
+        value = f"{epsilon:g}"
+    return f"{NORM_LABELS.get(norm, norm)} {value}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def robust_metrics(
+    evaluations: Sequence[RobustnessEvaluation], prefix: str = "eval/"
+) -> dict[str, float]:
+    """The metrics of robust-error evaluations (one per norm, on the same images): per
+    budget the union's and each attack's robust error, the clean error, examples and seconds
+    once, and each gradient-masking check that ran (1.0: violated)."""
+    metrics: dict[str, float] = {}
+    seconds = 0.0
+    violations = 0
+    for evaluation in evaluations:
+        for budget in evaluation.budgets:
+            key = f"{prefix}{ROBUST_ERROR}/{budget_key(evaluation.norm, budget.epsilon)}"
+            metrics[key] = float(budget.robust_error[UNION])
+            for attack in evaluation.attacks:
+                metrics[f"{key}/{attack}"] = float(budget.robust_error[attack])
+            metrics[f"{prefix}robust_clean_error"] = float(budget.clean_error)
+            metrics[f"{prefix}robust_examples"] = float(budget.examples)
+            seconds += budget.seconds
+        for check in evaluation.masking:
+            if check.status in ("passed", "violated"):
+                metrics[f"{prefix}masking/{evaluation.norm}/{_slug(check.name)}"] = float(
+                    check.violated
+                )
+                violations += check.violated
+    if evaluations:
+        metrics[f"{prefix}robust_seconds"] = seconds
+        metrics[f"{prefix}masking_violations"] = float(violations)
+    return metrics
+
+
+def check_robust_attacks(attacks: Sequence[AttackEntry]) -> None:
+    """Check, before anything is trained, that :func:`evaluate_robustness` can run ``attacks``.
+
+    Raises:
+        ValueError: for an attack name not in :data:`analysis.evaluation.ATTACKS` (naming
+            them) or a bad specification.
+        ImportError: naming ``intriguing[eval]`` when an attack needs torchattacks (APGD,
+            AutoAttack, FAB, Square, a ``torchattacks.*`` specification) and it is missing.
+    """
+    entries = _attack_entries(attacks)
+    peers = [
+        label
+        for label, spec in entries.items()
+        if (isinstance(spec, str) and spec not in OWN_ATTACKS)
+        or (not isinstance(spec, str) and is_peer_spec(spec))
+    ]
+    if peers:
+        try:
+            import_torchattacks()
+        except ImportError as error:
+            raise ImportError(f"{', '.join(peers)}: {error}") from None
+
+
+def check_budgets(norm: str, epsilons: Sequence[float]) -> None:
+    """Check a norm and its budgets (empty: the norm is not evaluated).
+
+    Raises:
+        ValueError: for a norm not in ``("linf", "l2")`` or a non-positive epsilon.
+    """
+    if epsilons:
+        _check_budgets(norm, epsilons)
 
 
 def evaluate_robustness(
@@ -48,9 +201,40 @@ def evaluate_robustness(
     distortion_attack: Mapping[str, Any],
     batch_size: int = 500,
     progress: bool = False,
+    robust_attacks: Sequence[AttackEntry] = (),
+    epsilons: Mapping[str, Sequence[float]] | None = None,
+    robust_examples: int | None = None,
+    settings: AttackSettings | None = None,
 ) -> Robustness:
-    """Clean error, error under ``attack`` and mean minimum distortion under
-    ``distortion_attack`` (attack config mappings for :func:`attacks.build_attack`)."""
+    """Clean error, robust error, error under ``attack`` and mean minimum distortion.
+
+    Args:
+        model: a classifier mapping ``(batch, C, H, W)`` pixels in ``[0, 1]`` to logits
+            ``(batch, classes)``.
+        images, labels: ``(N, C, H, W)`` floats in ``[0, 1]`` and ``(N,)`` class indices.
+        attack, distortion_attack: attack config mappings for :func:`attacks.build_attack`:
+            the fixed-budget attack (``adversarial_error``) and the minimum-distortion one.
+        batch_size: examples per attack call.
+        robust_attacks: the attacks whose per-image union is the robust error (names of
+            :data:`analysis.evaluation.ATTACKS` or specifications); empty: no robust error.
+        epsilons: the budgets per norm, ``{"linf": [0.1, 0.3], "l2": [1.5]}`` (pixel units).
+        robust_examples: robust error on the first ``robust_examples`` images only (``None``:
+            all of them); each norm's evaluation runs on the same images.
+        settings: the robust attacks' strength (:class:`analysis.evaluation.AttackSettings`;
+            its ``batch_size`` is replaced by ``batch_size``).
+
+    Raises:
+        ValueError: for an unknown robust attack or norm, a non-positive epsilon, or a
+            negative ``robust_examples``.
+        ImportError: naming ``intriguing[eval]`` for a torchattacks attack without it.
+    """
+    if robust_examples is not None and robust_examples < 0:
+        raise ValueError(f"robust_examples={robust_examples}: must be at least 0")
+    budgets = {norm: list(values) for norm, values in (epsilons or {}).items() if values}
+    for norm, values in budgets.items():
+        check_budgets(norm, values)
+    if robust_attacks:
+        check_robust_attacks(robust_attacks)
     started = time.perf_counter()
     budget_attack = build_attack(model, attack)
     wrong_clean = wrong_adversarial = 0
@@ -70,11 +254,100 @@ def evaluate_robustness(
         description="minimum distortion",
     )
     count = max(1, len(labels))
+    seconds = time.perf_counter() - started
+    robust: list[RobustnessEvaluation] = []
+    chosen = len(labels) if robust_examples is None else min(robust_examples, len(labels))
+    if robust_attacks and budgets and chosen:
+        strength = replace(settings or AttackSettings(), batch_size=batch_size)
+        for norm in (n for n in NORMS if n in budgets):
+            robust.append(
+                evaluate_budgets(
+                    model,
+                    images[:chosen],
+                    labels[:chosen],
+                    attacks=robust_attacks,
+                    epsilons=budgets[norm],
+                    norm=norm,
+                    settings=strength,
+                    progress=progress,
+                    description=f"robust error {NORM_LABELS[norm]}",
+                )
+            )
     return Robustness(
         clean_error=wrong_clean / count,
         adversarial_error=wrong_adversarial / count,
         min_distortion=summary.mean_distortion,
         min_distortion_success=summary.success_rate,
         examples=len(labels),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
+        robust=robust,
     )
+
+
+class Figure(NamedTuple):
+    """A figure of a run's metrics as a table shows it: its key, its label, and whether it is
+    an error rate (shown in percent) or a distortion."""
+
+    key: str
+    label: str
+    percent: bool
+
+
+_ROBUST_KEY = re.compile(
+    rf"^{ROBUST_ERROR}/(?P<norm>[a-z0-9]+)_(?P<epsilon>[^/]+)(/(?P<attack>.+))?$"
+)
+
+
+def headline_figures(keys: Iterable[str], prefix: str = "eval/") -> list[Figure]:
+    """The headline figures among a run's metric ``keys``, in the order tables show them.
+
+    Clean error on the robust-error images; robust error (the union) at each budget, L-inf
+    before L2, small budgets first; FGSM error at the smallest L-inf budget (an extra column,
+    named as such), or, without it, the error under the fixed-budget attack
+    (``adversarial test error``); the mean minimum distortion. Figures not among ``keys`` are
+    left out.
+    """
+    present = set(keys)
+    budgets: list[tuple[int, float, str, str]] = []
+    for key in present:
+        if not key.startswith(prefix):
+            continue
+        found = _ROBUST_KEY.match(key[len(prefix) :])
+        if found is None or found["attack"] is not None:
+            continue
+        try:
+            epsilon = float(found["epsilon"])
+        except ValueError:
+            continue
+        norm = found["norm"]
+        order = NORMS.index(norm) if norm in NORMS else len(NORMS)
+        budgets.append((order, epsilon, norm, key))
+    budgets.sort()
+    figures: list[Figure] = []
+    if budgets and f"{prefix}robust_clean_error" in present:
+        figures.append(Figure(f"{prefix}robust_clean_error", "clean error (same images)", True))
+    figures += [
+        Figure(key, f"robust error ({budget_label(norm, epsilon)})", True)
+        for _, epsilon, norm, key in budgets
+    ]
+    linf = [(epsilon, key) for _, epsilon, norm, key in budgets if norm == "linf"]
+    fgsm = f"{linf[0][1]}/fgsm" if linf else None
+    if fgsm is not None and fgsm in present:
+        figures.append(Figure(fgsm, f"FGSM error ({budget_label('linf', linf[0][0])})", True))
+    elif f"{prefix}adversarial_error" in present:
+        figures.append(Figure(f"{prefix}adversarial_error", "adversarial test error", True))
+    if f"{prefix}min_distortion" in present:
+        figures.append(Figure(f"{prefix}min_distortion", "mean minimum distortion", False))
+    return figures
+
+
+def robust_attacks_text(keys: Iterable[str], prefix: str = "eval/") -> str:
+    """The attacks whose union a run's robust errors are, from its metric keys
+    (``pgd, apgd-ce, apgd-t, fgsm``); empty when it has none."""
+    attacks: list[str] = []
+    for key in sorted(keys):
+        found = _ROBUST_KEY.match(key[len(prefix) :]) if key.startswith(prefix) else None
+        if found is not None and found["attack"] is not None and found["attack"] not in attacks:
+            attacks.append(found["attack"])
+    order = {name: index for index, name in enumerate(ATTACKS)}
+    return ", ".join(sorted(attacks, key=lambda name: order.get(name, len(order))))
