@@ -29,7 +29,16 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from intriguing.analysis.robustness import evaluate_robustness
+from intriguing.analysis.evaluation import AttackSettings
+from intriguing.analysis.robustness import (
+    OWN_ATTACKS,
+    Figure,
+    check_budgets,
+    check_robust_attacks,
+    evaluate_robustness,
+    headline_figures,
+    robust_attacks_text,
+)
 from intriguing.callbacks import (
     AdversarialBackfeed,
     PoolExamplesLogger,
@@ -402,6 +411,7 @@ def run_experiment(
 ) -> RunSummary:
     """Train and test the model ``config`` describes; returns the run's summary."""
     started = time.perf_counter()
+    check_evaluation(config)  # before training: what would only fail after it
     pl.seed_everything(config.seed, workers=True, verbose=False)
     resume_checkpoint, resume_dir = resolve_resume(config)
     run_dir = choose_run_dir(config, resume_dir)
@@ -488,10 +498,58 @@ def _recorded(step: str, errors: list[str]) -> Iterator[None]:
         _log.debug("%s failed", step, exc_info=True)  # the traceback, for debug logging
 
 
+def check_evaluation(config: DictConfig) -> None:
+    """Refuse, before anything is trained, an ``evaluation`` section that would only fail
+    after training: a robust attack not known, a bad budget or strength, or torchattacks
+    missing for APGD or AutoAttack (the message names ``intriguing[eval]``).
+
+    Raises:
+        ConfigError: naming the ``evaluation`` key and its value.
+    """
+    section = config.evaluation
+    if not section.subset:
+        return
+    robust = section.robust_subset
+    if robust is not None and robust < 0:
+        raise ConfigError(f"evaluation.robust_subset={robust}: must be 0 (none), more, or null")
+    attacks = list(section.robust_attacks)
+    if robust == 0 or not attacks:
+        return
+    for key in ("robust_steps", "pgd_steps", "pgd_restarts"):
+        if section[key] < 1:
+            raise ConfigError(f"evaluation.{key}={section[key]}: must be at least 1")
+    for norm, epsilons in robust_epsilons(config).items():
+        try:
+            check_budgets(norm, epsilons)
+        except ValueError as error:
+            raise ConfigError(f"evaluation.{norm}_epsilons={epsilons}: {error}") from None
+    named = f"evaluation.robust_attacks=[{', '.join(attacks)}]"
+    try:
+        check_robust_attacks(attacks)
+    except ValueError as error:
+        raise ConfigError(f"{named}: {error}") from None
+    except ImportError as error:
+        ours = ",".join(a for a in attacks if a in OWN_ATTACKS) or "pgd,fgsm"
+        raise ConfigError(
+            f"{named}: {error} (or only our attacks: evaluation.robust_attacks=[{ours}])"
+        ) from None
+
+
+def robust_epsilons(config: DictConfig) -> dict[str, list[float]]:
+    """The ``evaluation`` section's robust-error budgets per norm (``linf``, ``l2``)."""
+    section = config.evaluation
+    return {
+        "linf": [float(e) for e in section.linf_epsilons],
+        "l2": [float(e) for e in section.l2_epsilons],
+    }
+
+
 def evaluate(
     config: DictConfig, module: ImageClassifier, datamodule: pl.LightningDataModule
 ) -> dict[str, float]:
-    """The ``evaluation`` section's robustness figures on the first test images."""
+    """The ``evaluation`` section's robustness figures on the first test images: clean error,
+    robust error at each budget (on the first ``robust_subset`` of them), the fixed-budget
+    attack's error and the mean minimum distortion (:mod:`analysis.robustness`)."""
     datamodule.setup("test")
     images, labels = datamodule.tensors("test")
     count = min(config.evaluation.subset, len(labels))
@@ -504,6 +562,14 @@ def evaluate(
         distortion_attack=section["distortion_attack"],
         batch_size=section["batch_size"],
         progress=config.trainer.enable_progress_bar,
+        robust_attacks=section["robust_attacks"],
+        epsilons=robust_epsilons(config),
+        robust_examples=section["robust_subset"],
+        settings=AttackSettings(
+            steps=section["robust_steps"],
+            pgd_steps=section["pgd_steps"],
+            pgd_restarts=section["pgd_restarts"],
+        ),
     )
     return robustness.as_metrics("eval/")
 
@@ -612,28 +678,109 @@ def run_with_baseline(config: DictConfig) -> tuple[RunSummary, RunSummary, bool]
     return run_experiment(config), baseline, cached is not None
 
 
-COMPARED = (
-    ("test/error", "clean test error", True),
-    ("eval/adversarial_error", "adversarial test error", True),
-    ("eval/min_distortion", "mean minimum distortion", False),
-)
+#: The clean error every comparison starts with (the test set, or ``data.test_subset``).
+CLEAN_TEST_ERROR = Figure("test/error", "clean test error", True)
+COMPARISON_JOB_TYPE = "comparison"
+
+
+def compared_figures(*runs: RunSummary) -> list[Figure]:
+    """The figures of a comparison: clean test error, then the headline figures
+    (:func:`analysis.robustness.headline_figures`) that every run measured."""
+    keys = set.intersection(*(set(run.metrics) for run in runs)) if runs else set()
+    return [f for f in (CLEAN_TEST_ERROR, *headline_figures(keys)) if f.key in keys]
+
+
+def _cell(value: float, percent: bool) -> str:
+    return f"{100 * value:.2f}%" if percent else f"{value:.4f}"
+
+
+def comparison_table(run: RunSummary, baseline: RunSummary) -> tuple[list[str], list[list[str]]]:
+    """The demo's comparison as a header and rows of text: per figure
+    (:func:`compared_figures`), its label, the baseline's value and the run's (error rates
+    in percent with two decimals, distortions with four)."""
+    header = ["figure", baseline.name, run.name]
+    rows = [
+        [figure.label, *(_cell(r.metrics[figure.key], figure.percent) for r in (baseline, run))]
+        for figure in compared_figures(run, baseline)
+    ]
+    return header, rows
+
+
+def robust_note(summary: RunSummary) -> str | None:
+    """How a run's robust errors were measured, in one line (``None`` without them)."""
+    metrics = summary.metrics
+    attacks = robust_attacks_text(metrics)
+    if not attacks:
+        return None
+    robust = int(metrics.get("eval/robust_examples", 0))
+    examples = int(metrics.get("eval/examples", 0))
+    text = (
+        f"robust error: an image counts as wrong when misclassified clean or fooled by any of "
+        f"{attacks} within the budget, on the first {robust} test images"
+    )
+    if examples and examples != robust:
+        text += f" (a subset, for time); minimum distortion on the first {examples}"
+    return text
+
+
+def masking_note(summary: RunSummary) -> str | None:
+    """The gradient-masking checks a run violated, by name (``None`` without robust error)."""
+    prefix = "eval/masking/"
+    checks = {k[len(prefix) :]: v for k, v in summary.metrics.items() if k.startswith(prefix)}
+    if not checks:
+        return None
+    violated = sorted(name for name, value in checks.items() if value)
+    if not violated:
+        return f"gradient-masking checks: {len(checks)} passed, none violated"
+    return f"gradient-masking checks VIOLATED: {', '.join(violated)}"
 
 
 def format_comparison(run: RunSummary, baseline: RunSummary, reused: bool) -> str:
-    """The demo's closing table: the run against its baseline, side by side."""
+    """The demo's closing table (:func:`comparison_table`): the run against its baseline,
+    side by side, then how the robust errors were measured and where the baseline is."""
+    header, rows = comparison_table(run, baseline)
+    first = max([len(row[0]) for row in rows] + [26])
     width = max(len(run.name), len(baseline.name), 12)
-    lines = [f"{'':<26} {baseline.name:>{width}} {run.name:>{width}}"]
-    for key, label, percent in COMPARED:
-        if key not in run.metrics or key not in baseline.metrics:
-            continue
-        values = [baseline.metrics[key], run.metrics[key]]
-        cells = [f"{100 * v:.2f}%" if percent else f"{v:.4f}" for v in values]
-        lines.append(f"{label:<26} {cells[0]:>{width}} {cells[1]:>{width}}")
+    lines = [f"{'':<{first}} {header[1]:>{width}} {header[2]:>{width}}"]
+    lines += [f"{row[0]:<{first}} {row[1]:>{width}} {row[2]:>{width}}" for row in rows]
+    note = robust_note(run)
     examples = int(run.metrics.get("eval/examples", 0))
-    if examples:
+    if note:
+        lines.append(f"({note})")
+    elif examples:
         lines.append(f"(adversarial figures on the first {examples} test images)")
+    for summary in (baseline, run):
+        masking = masking_note(summary)
+        if masking and "VIOLATED" in masking:
+            lines.append(f"{summary.name}: {masking}")
     lines.append(f"baseline: {'reused from ' if reused else ''}{baseline.run_dir}")
     return "\n".join(lines)
+
+
+@rank_zero_only
+def log_comparison(config: DictConfig, run: RunSummary, baseline: RunSummary) -> str | None:
+    """Log :func:`comparison_table` to W&B as a ``wandb.Table`` (key ``comparison``) in a run
+    of its own, job type ``comparison``, in ``config.logger.group`` (the group
+    :func:`run_with_baseline` gives the run and its baseline). Returns where the run is, or
+    ``None`` when the config logs to no W&B."""
+    if config.logger.kind != "wandb":
+        return None
+    container = to_container(config)
+    container["logger"]["job_type"] = COMPARISON_JOB_TYPE
+    logger = tracking.make_logger(
+        container["logger"],
+        run_dir=Path(run.run_dir),
+        name=f"{config.name}-{COMPARISON_JOB_TYPE}",
+        config=container,
+        job_type=COMPARISON_JOB_TYPE,
+    )
+    if not isinstance(logger, WandbLogger):
+        return None
+    header, rows = comparison_table(run, baseline)
+    logger.log_table(key=COMPARISON_JOB_TYPE, columns=header, data=rows)
+    location = tracking.run_location(logger)
+    tracking.finish(logger)
+    return location
 
 
 def format_summary(summary: RunSummary) -> str:
@@ -642,9 +789,15 @@ def format_summary(summary: RunSummary) -> str:
     for key in ("train/error", "val/error", "test/error"):
         if key in summary.metrics:
             lines.append(f"  {key:<12} {100 * summary.metrics[key]:6.2f}%")
-    for key, value in sorted(summary.metrics.items()):
-        if key.startswith("eval/"):
-            lines.append(f"  {key:<28} {value:.4f}")
+    figures = headline_figures(summary.metrics)
+    width = max([len(figure.label) for figure in figures] + [12])
+    for figure in figures:
+        lines.append(
+            f"  {figure.label:<{width}} {_cell(summary.metrics[figure.key], figure.percent)}"
+        )
+    for note in (robust_note(summary), masking_note(summary)):
+        if note:
+            lines.append(f"  ({note})")
     if summary.checkpoint:
         lines.append(f"  checkpoint   {summary.checkpoint}")
     if summary.best_checkpoint:

@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from intriguing.cli.experiment import (
         format_comparison,
         format_summary,
+        log_comparison,
         run_experiment,
         run_with_baseline,
     )
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         summary, baseline, reused = run_with_baseline(config)
         _print(format_summary(summary))
         _print(format_comparison(summary, baseline, reused))
+        log_comparison(config, summary, baseline)  # the same table to W&B, in the run's group
     else:
         _print(format_summary(run_experiment(config)))
     return 0

@@ -331,15 +331,33 @@ class SpectralConfig:
 class EvaluationConfig:
     """Robustness of the trained model on the first `subset` test images (0: skipped).
 
-    ``eval/adv_error``: test error under the fixed-budget ``attack``; ``eval/min_distortion``:
-    the paper's Table 1 measure, the mean minimum distortion ``distortion_attack`` needs to
-    misclassify each example (0 for those already misclassified).
+    ``eval/robust_error/linf_0.1`` (one per budget): robust error, the fraction of the first
+    ``robust_subset`` test images misclassified clean or fooled by any of ``robust_attacks``
+    within the budget (the per-image worst case, as the field reports it; per attack:
+    ``eval/robust_error/linf_0.1/apgd-t``), beside ``eval/robust_clean_error`` on the same
+    images; ``eval/masking/NORM/CHECK``: 1 where a gradient-masking check is violated.
+    ``eval/adversarial_error``: test error under the fixed-budget ``attack``;
+    ``eval/min_distortion``: the paper's Table 1 measure, the mean minimum distortion
+    ``distortion_attack`` needs to misclassify each example (0 for those already
+    misclassified). See analysis.robustness.
     """
 
     subset: int = 0
     attack: AttackConfig = field(default_factory=fgsm, metadata=ATTACK)
     distortion_attack: AttackConfig = field(default_factory=lbfgs, metadata=ATTACK)
     batch_size: int = 500
+    # Robust error: the first `robust_subset` of the `subset` images (null: all of them; 0:
+    # no robust error), the union of these attacks (analysis.evaluation.ATTACKS: our pgd with
+    # restarts and fgsm, APGD-CE and APGD-T from torchattacks, `pip install intriguing[eval]`;
+    # `autoattack` for the standard AutoAttack) at each budget (pixel units of [0, 1] images).
+    robust_subset: int | None = None
+    robust_attacks: list[str] = field(default_factory=lambda: ["pgd", "apgd-ce", "apgd-t", "fgsm"])
+    linf_epsilons: list[float] = field(default_factory=lambda: [0.1, 0.3])
+    l2_epsilons: list[float] = field(default_factory=lambda: [1.5])
+    # Iterations of APGD-CE/APGD-T (AutoAttack's 100), of our PGD, and PGD's random restarts.
+    robust_steps: int = 100
+    pgd_steps: int = 40
+    pgd_restarts: int = 5
 
 
 @dataclass

@@ -64,6 +64,9 @@ def test_preset_trains_on_cifar_files_made_here(
         "evaluation.subset=4",
         "evaluation.distortion_attack.search_steps=1",
         "evaluation.distortion_attack.max_iterations=2",
+        "evaluation.robust_attacks=[pgd,fgsm]",  # the preset's budgets, our attacks only
+        "evaluation.pgd_steps=1",
+        "evaluation.pgd_restarts=1",
         "logger=none",
         f"output_dir={tmp_path / 'out'}",
     )

@@ -38,6 +38,9 @@ TINY_RUN = (
     "backfeed.refresh_fraction=0.5",
     "backfeed.val_subset=0",
     "evaluation.subset=32",
+    "evaluation.robust_steps=2",
+    "evaluation.pgd_steps=2",
+    "evaluation.pgd_restarts=1",
 )
 
 
