@@ -28,6 +28,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from intriguing.analysis.robustness import ROBUST_ERROR, Figure, headline_figures
 from intriguing.analysis.spectral import SpectralBounds
 from intriguing.analysis.transfer import (
     AdversarialCache,
@@ -158,13 +159,27 @@ class Spread:
         return cls(mean, std, len(present), tuple(float(v) for v in values))
 
 
-#: The figures of the adversarial-training comparison: (key in a run's metrics, label,
-#: whether it is an error rate).
-COMPARED_FIGURES: tuple[tuple[str, str, bool], ...] = (
-    ("test_error", "clean test error", True),
-    ("eval/adversarial_error", "adversarial test error", True),
-    ("eval/min_distortion", "mean minimum distortion", False),
-)
+#: The clean test error every adversarial-training comparison starts with (whole test set).
+CLEAN_FIGURE = Figure("test_error", "clean test error", True)
+
+
+def recorded_figures(metrics: Mapping[str, float]) -> dict[str, float]:
+    """What the comparison keeps of a run's metrics (its ``evaluation`` section): robust
+    error per budget (the union and each attack), clean error on the same images and how
+    many, the fixed-budget attack's error, the gradient-masking violations and the mean
+    minimum distortion."""
+    kept = (
+        "eval/robust_clean_error",
+        "eval/robust_examples",
+        "eval/adversarial_error",
+        "eval/masking_violations",
+        "eval/min_distortion",
+    )
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if key in kept or key.startswith(f"eval/{ROBUST_ERROR}/")
+    }
 
 
 @dataclass
@@ -173,9 +188,12 @@ class SeedComparison:
     (Section 4.2).
 
     ``runs[arm][i]`` holds the figures of seed ``seeds[i]`` for ``arm`` (``backfeed`` or
-    ``baseline``): the keys of :data:`COMPARED_FIGURES`. ``experiment`` names the variant
-    (its preset), ``description`` its pool in a few words (``L-BFGS pools at input, fc1,
-    fc2``), ``settings`` in full (generator, pool size, refresh schedule, mix ratio).
+    ``baseline``): ``test_error`` and :func:`recorded_figures` of the run's metrics.
+    ``experiment`` names the variant (its preset), ``description`` its pool in a few words
+    (``L-BFGS pools at input, fc1, fc2``), ``settings`` in full (generator, pool size, refresh
+    schedule, mix ratio); ``attack`` says how the robust and adversarial figures were
+    measured, on the first ``examples`` test images (robust error on the first
+    ``robust_examples`` of them).
     """
 
     seeds: list[int]
@@ -185,9 +203,16 @@ class SeedComparison:
     settings: str = ""
     attack: str = ""  # how the adversarial figures were measured
     examples: int = 0  # test images they were measured on
+    robust_examples: int = 0  # test images of the robust error (the first of those)
 
     def spread(self, arm: str, key: str) -> Spread:
         return Spread.of([run.get(key, math.nan) for run in self.runs[arm]])
+
+    def figures(self) -> list[Figure]:
+        """The figures a table shows, in order: clean test error, then the headline figures
+        (:func:`analysis.robustness.headline_figures`) that any run of either arm has."""
+        keys = {key for runs in self.runs.values() for run in runs for key in run}
+        return [CLEAN_FIGURE, *headline_figures(keys)]
 
     def records(self) -> list[dict[str, Any]]:
         return [

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import platform
 import time
@@ -31,13 +30,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from intriguing.analysis.reproduction import (
+    CLEAN_FIGURE,
     ModelMeasurement,
     SeedComparison,
     SpectralModel,
     StudyResults,
     TrainedRun,
     measure_model,
+    recorded_figures,
 )
+from intriguing.analysis.robustness import ATTACK_LABELS, headline_figures
 from intriguing.analysis.spectral import network_bounds
 from intriguing.analysis.transfer import AdversarialCache, TransferStudy, error_rate, transfer_study
 from intriguing.analysis.units import analyse_units
@@ -515,24 +517,28 @@ def _adversarial_training(
     report: Callable[[str], None],
 ) -> list[SeedComparison]:
     """One comparison per backfeed variant, each with the shared baseline: clean test error
-    (measured here, whole test set, eval mode) and the runs' own adversarial error and
-    minimum distortion (their ``evaluation`` section)."""
+    (measured here, whole test set, eval mode) and the runs' own robust error at each budget,
+    FGSM error and minimum distortion (their ``evaluation`` section,
+    :func:`analysis.reproduction.recorded_figures`)."""
     measured: dict[str, dict[str, float]] = {}
 
     def figures(run: PlannedRun, seed: int, label: str) -> dict[str, float]:
         if run.key not in measured:
             images, labels = data.module(run.config).tensors("test")
-            metrics = plan.trained[run.key].metrics
-            measured[run.key] = {
+            found = {
                 "test_error": error_rate(network(run), images, labels),
-                "eval/adversarial_error": metrics.get("eval/adversarial_error", math.nan),
-                "eval/min_distortion": metrics.get("eval/min_distortion", math.nan),
+                **recorded_figures(plan.trained[run.key].metrics),
             }
-            found = measured[run.key]
+            measured[run.key] = found
+            shown = [CLEAN_FIGURE, *headline_figures(found)]
             report(
-                f"seed {seed}, {label}: test error {found['test_error']:.2%}, adversarial "
-                f"error {found['eval/adversarial_error']:.2%}, min distortion "
-                f"{found['eval/min_distortion']:.4f}"
+                f"seed {seed}, {label}: "
+                + ", ".join(
+                    f"{f.label} {found[f.key]:.2%}"
+                    if f.percent
+                    else f"{f.label} {found[f.key]:.4f}"
+                    for f in shown
+                )
             )
         return measured[run.key]
 
@@ -543,7 +549,7 @@ def _adversarial_training(
             runs["baseline"].append(figures(baseline, seed, "without backfeeding"))
             runs["backfeed"].append(figures(run, seed, variant.experiment))
         evaluation = variant.runs[0].config.evaluation  # the baseline's too (shared_baseline)
-        examples = int(plan.trained[variant.runs[0].key].metrics.get("eval/examples", 0))
+        metrics = plan.trained[variant.runs[0].key].metrics
         comparisons.append(
             SeedComparison(
                 seeds=plan.seeds,
@@ -551,17 +557,34 @@ def _adversarial_training(
                 experiment=variant.experiment,
                 description=variant.description,
                 settings=variant.settings,
-                attack=(
-                    f"{attack_text(attack_settings(evaluation.attack))} for the adversarial "
-                    f"error, {attack_text(attack_settings(evaluation.distortion_attack))} for "
-                    "the distortion"
-                    if evaluation.subset
-                    else "not measured (evaluation.subset=0)"
-                ),
-                examples=examples,
+                attack=evaluation_text(evaluation),
+                examples=int(metrics.get("eval/examples", 0)),
+                robust_examples=int(metrics.get("eval/robust_examples", 0)),
             )
         )
     return comparisons
+
+
+def evaluation_text(evaluation: DictConfig) -> str:
+    """How an ``evaluation`` section measures, in words: the robust error's attacks and
+    strength, the fixed-budget attack and the minimum-distortion one."""
+    if not evaluation.subset:
+        return "not measured (evaluation.subset=0)"
+    parts = []
+    attacks = list(evaluation.robust_attacks)
+    if attacks and evaluation.robust_subset != 0:
+        named = ", ".join(
+            f"PGD ({evaluation.pgd_steps} steps, {evaluation.pgd_restarts} restarts)"
+            if name == "pgd"
+            else ATTACK_LABELS.get(name, name)
+            for name in attacks
+        )
+        parts.append(
+            f"robust error: per image the worst of {named} (APGD: {evaluation.robust_steps} steps)"
+        )
+    parts.append(f"{attack_text(attack_settings(evaluation.attack))} for the adversarial error")
+    parts.append(f"{attack_text(attack_settings(evaluation.distortion_attack))} for the distortion")
+    return "; ".join(parts)
 
 
 def _spectral(

@@ -209,6 +209,9 @@ def test_shipped_budgets_plan_the_papers_runs():
     assert not configs["backfeed-fc100-baseline/seed1"].backfeed.enabled
     assert configs["backfeed-fc100-fgsm/seed1"].backfeed.generator.name == "fgsm"
     assert configs["backfeed-fc100-fgsm-fresh/seed1"].backfeed.refresh_every_n_steps == 1
+    # Robust error on 100 of the 1,000 evaluated images, for time, baseline included.
+    assert configs["backfeed-fc100-baseline/seed1"].evaluation.robust_subset == 100
+    assert configs["backfeed-fc100-fgsm/seed1"].evaluation.subset == 1000
     variants = ["backfeed-fc100", "backfeed-fc100-fgsm", "backfeed-fc100-fgsm-fresh"]
     for key in variants:  # all against one baseline
         assert configs[f"{key}/seed2"].trainer.max_epochs == 15
