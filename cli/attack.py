@@ -16,9 +16,9 @@ from typing import Any
 
 from intriguing.attacks import build_attack, minimum_distortion
 from intriguing.cli.arguments import checkpoint_data, torch_device
-from intriguing.cli.tracking import analysis_run
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.tracking import analysis_run
 from intriguing.trainers import CheckpointError, load_classifier
 
 

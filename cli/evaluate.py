@@ -41,9 +41,9 @@ from intriguing.analysis.tables import markdown_table
 from intriguing.analysis.transfer import checkpoint_names
 from intriguing.attacks.peers import import_torchattacks
 from intriguing.cli.arguments import torch_device
-from intriguing.cli.tracking import analysis_run
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.tracking import analysis_run
 from intriguing.trainers import CheckpointError, load_classifier
 from intriguing.trainers.checkpoints import load_lightning_module
 

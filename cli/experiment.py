@@ -46,9 +46,9 @@ from intriguing.callbacks import (
     transfer_callbacks,
 )
 from intriguing.callbacks.history import HISTORY_FILE, MetricHistory
-from intriguing.cli import tracking
 from intriguing.configs import ConfigError, to_container, to_yaml
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines import tracking
 from intriguing.storage import atomic_output
 from intriguing.trainers import (
     CheckpointError,

@@ -29,8 +29,8 @@ from intriguing.analysis.reproduction import StudyResults
 from intriguing.cli.arguments import torch_device
 from intriguing.cli.parsers import DEFAULT_CACHE
 from intriguing.cli.study import plan_study, run_study
-from intriguing.cli.tracking import analysis_run, wandb_mode, wandb_project
 from intriguing.configs.budget import budget_path, load_budget
+from intriguing.pipelines.tracking import analysis_run, wandb_mode, wandb_project
 
 
 def command_line(args: argparse.Namespace) -> str:

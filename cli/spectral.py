@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from intriguing.cli.tracking import analysis_run
+from intriguing.pipelines.tracking import analysis_run
 
 if TYPE_CHECKING:
     from torch import nn

@@ -39,9 +39,9 @@ from intriguing.analysis.transfer import (
 )
 from intriguing.attacks.registry import attack_entry
 from intriguing.cli.arguments import torch_device
-from intriguing.cli.tracking import analysis_run
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.tracking import analysis_run
 from intriguing.trainers import CheckpointError, load_classifier
 from intriguing.trainers.checkpoints import read_checkpoint
 

@@ -15,8 +15,8 @@ from typing import Any
 from intriguing.analysis.plots import histograms, save_figure
 from intriguing.analysis.units import UnitAnalysis, analyse_units, direction_grid
 from intriguing.cli.arguments import checkpoint_data
-from intriguing.cli.tracking import analysis_run
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.tracking import analysis_run
 from intriguing.trainers import CheckpointError, load_classifier
 
 

@@ -210,7 +210,7 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    """Where a run is tracked (see cli.tracking.make_logger for W&B's environment variables:
+    """Where a run is tracked (pipelines.tracking.make_logger: W&B's environment variables:
     a value given here wins over them, an unset one (null) leaves them their say)."""
 
     kind: LoggerKind = LoggerKind.wandb

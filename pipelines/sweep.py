@@ -47,7 +47,6 @@ from omegaconf import DictConfig, OmegaConf
 from intriguing.analysis.tables import csv_table, markdown_lines
 from intriguing.callbacks.history import HISTORY_FILE, read_history
 from intriguing.cli.experiment import RunSummary, find_finished_run, new_run_dir
-from intriguing.cli.tracking import wandb_mode, wandb_project
 from intriguing.configs import ConfigError, compose
 from intriguing.configs.compose import GROUPS
 from intriguing.pipelines import sweep_file
@@ -59,6 +58,7 @@ from intriguing.pipelines.sweep_file import (
     points,
     train_overrides,
 )
+from intriguing.pipelines.tracking import wandb_mode, wandb_project
 from intriguing.storage import atomic_output
 
 STATE_FILE = "runs.json"

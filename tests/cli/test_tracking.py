@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from intriguing.cli import tracking
 from intriguing.cli.experiment import comparison_group, resumed_tracking
 from intriguing.cli.reproduce import study_group
 from intriguing.configs import compose, to_yaml
+from intriguing.pipelines import tracking
 
 from ..wandb_runs import logged_table, run_record, run_records
 from .conftest import read_summary, wandb_summary
