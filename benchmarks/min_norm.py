@@ -5,7 +5,7 @@ Issue 12's measurement: our box-constrained L-BFGS (``attacks.LBFGSAttack``, Sze
 images of one checkpoint, all in float32:
 
 - ``lbfgs``: ours with its defaults; ``lbfgs[key=value,...]`` adds a row with other keyword
-  arguments (e.g. ``lbfgs[search_steps=12]``), named by the brackets;
+  arguments (e.g. ``lbfgs[rivals=2]``, see ``LBFGSAttack``), named by the brackets;
 - ``fab``: torchattacks 3.5.1's FAB (Croce & Hein 2020), L2, ``--fab-steps`` iterations, no
   restarts: the untargeted run (row ``fab``) and the best per image of that run and the nine
   targeted runs at the 2nd..10th most likely class (row ``fab10``, "best of 10", timed as the
