@@ -73,6 +73,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from intriguing.analysis.tables import markdown_lines
+from intriguing.errors import first_line
 from intriguing.trainers.stages import StagedNetwork
 
 LinearMap = Callable[[Tensor], Tensor]
@@ -1865,7 +1866,7 @@ def _trace(
                 f"{root_name} ({type(module).__name__}): its forward takes more than one input; "
                 "bounds are for a module of one input tensor"
             ) from error
-        reason = str(error).split("\n")[0]
+        reason = first_line(error)
         raise ValueError(
             f"input_shape={tuple(input_shape)}: {root_name} ({type(module).__name__}) cannot "
             f"run on a batch of shape {tuple(example.shape)}: {reason}"

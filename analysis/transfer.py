@@ -46,6 +46,7 @@ from intriguing.attacks import (
     evaluating,
     scale_to_distortion,
 )
+from intriguing.errors import first_line
 from intriguing.storage import atomic_output
 from intriguing.trainers import ErrorRate
 
@@ -312,7 +313,7 @@ class AdversarialCache:
         try:
             content = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # unreadable, truncated, or needs code to unpickle
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+            reason = first_line(error, "unreadable")
             return self._reject(path, f"unreadable ({type(error).__name__}: {reason})")
         problem = _entry_problem(content, key, images, labels)
         if problem:

@@ -41,6 +41,7 @@ from intriguing.attacks.layers import (
     layer_range,
     perturb_layer,
 )
+from intriguing.errors import first_line
 
 #: Logits of a batch of the attacked tensor.
 Forward = Callable[[Tensor], Tensor]
@@ -759,7 +760,7 @@ class Attack(ABC):
             with torch.no_grad():
                 logits = forward(origin, inputs)
         except (RuntimeError, IndexError, TypeError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            first = first_line(error)
             raise ValueError(
                 f"x of shape {tuple(pixels.shape)} and dtype {input_dtype} (attacked in "
                 f"{runner.dtype}): the model cannot take it ({first})"

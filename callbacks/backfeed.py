@@ -76,11 +76,13 @@ from intriguing.attacks.peers import as_attack, is_torchattacks_attack
 from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key, describe_batch
 from intriguing.callbacks.pool import AdversarialPool
 from intriguing.callbacks.rng import untouched_rng
-from intriguing.configs import ConfigError
 from intriguing.configs.schema import MixPolicy
+from intriguing.errors import first_line
 from intriguing.trainers import ErrorRate
 
 AttackFactory = Callable[[nn.Module, str], Attack]
+#: How the callback's errors and warnings name it (before the parameter and its value).
+_OWNER = "AdversarialBackfeed"
 Stat = float | Sequence[float]
 
 #: Name of the attribute that a mixed batch carries: how many of its leading rows are the
@@ -261,15 +263,22 @@ class AdversarialBackfeed(Callback):
             before they are pooled). ``None``: the batch is in the model's input units.
         std: the normalisation's per-channel standard deviation; given with ``mean``.
 
+    Errors name the parameter and its value, after the class's name
+    (``"AdversarialBackfeed: mix_ratio=1.5: must be in [0, 1]"``); the config layer names the
+    config key instead (:func:`intriguing.configs.config_error`).
+
     Raises:
-        ConfigError: for settings out of range (at construction), layers the module lacks or
+        ValueError: for settings out of range (at construction), layers the module lacks or
             whose pool could not train anything (the output layer), a pool larger than the
             training set (when its size is known: this project's data module, or the sized
             data sets of the training loaders), and batches the pooled examples could not
             reach the loss through (missing keys, other per-example entries, a batch that did
             not pass through ``on_after_batch_transfer``): before the first optimizer step;
             a ``mix`` other than append or replace, and ``attack_current_batch`` with
-            ``mix_ratio=0`` (nothing would be attacked), at construction.
+            ``mix_ratio=0`` (nothing would be attacked), at construction; layers are also
+            checked, before any training, by :meth:`check_module`.
+        TypeError: for a value of the wrong type (``input_key``, ``mean``, an attack config
+            that is not a mapping), at construction.
     """
 
     def __init__(
@@ -295,40 +304,39 @@ class AdversarialBackfeed(Callback):
     ) -> None:
         super().__init__()
         if not 0.0 <= mix_ratio <= 1.0:
-            raise ConfigError(f"backfeed.mix_ratio={mix_ratio}: must be in [0, 1]")
+            raise ValueError(f"{_OWNER}: mix_ratio={mix_ratio}: must be in [0, 1]")
         try:
             self.mix = MixPolicy(mix)
         except ValueError:
             policies = ", ".join(policy.value for policy in MixPolicy)
-            raise ConfigError(f"backfeed.mix={mix!r}: expected one of {policies}") from None
+            raise ValueError(f"{_OWNER}: mix={mix!r}: expected one of {policies}") from None
         if attack_current_batch and mix_ratio == 0:
-            raise ConfigError(
-                f"backfeed.attack_current_batch=true with mix_ratio={mix_ratio}: no row of a "
+            raise ValueError(
+                f"{_OWNER}: attack_current_batch=True with mix_ratio={mix_ratio}: no row of a "
                 "batch would be attacked; give mix_ratio in (0, 1] (1.0 with mix=replace is "
                 "Madry et al.'s adversarial training)"
             )
         self.attack_current_batch = bool(attack_current_batch)
         if not 0.0 < refresh_fraction <= 1.0:
-            raise ConfigError(f"backfeed.refresh_fraction={refresh_fraction}: must be in (0, 1]")
+            raise ValueError(f"{_OWNER}: refresh_fraction={refresh_fraction}: must be in (0, 1]")
         if refresh_every_n_steps < 1:
-            raise ConfigError(
-                f"backfeed.refresh_every_n_steps={refresh_every_n_steps}: must be at least 1"
+            raise ValueError(
+                f"{_OWNER}: refresh_every_n_steps={refresh_every_n_steps}: must be at least 1"
             )
         if pool_size < 1:
-            raise ConfigError(f"backfeed.pool_size={pool_size}: must be at least 1")
+            raise ValueError(f"{_OWNER}: pool_size={pool_size}: must be at least 1")
         if not layers:
-            raise ConfigError("backfeed.layers: name at least one layer ('input' or hidden)")
+            raise ValueError(
+                f"{_OWNER}: layers={list(layers)!r}: name at least one layer ('input' or hidden)"
+            )
         if val_subset < 0:
-            raise ConfigError(f"backfeed.val_subset={val_subset}: must be non-negative")
+            raise ValueError(f"{_OWNER}: val_subset={val_subset}: must be non-negative")
         for name, key in (("input_key", input_key), ("target_key", target_key)):
-            try:
-                check_batch_key(key, f"backfeed.{name}")
-            except TypeError as error:
-                raise ConfigError(str(error)) from None
+            check_batch_key(key, f"{_OWNER}: {name}")
         if input_key == target_key:
-            raise ConfigError(f"backfeed.input_key and target_key are both {input_key!r}")
+            raise ValueError(f"{_OWNER}: input_key={input_key!r}: target_key is the same entry")
         if (mean is None) != (std is None):
-            raise ConfigError(f"backfeed.mean={mean!r}, std={std!r}: give both or neither")
+            raise ValueError(f"{_OWNER}: mean={mean!r}, std={std!r}: give both or neither")
         self.pool_size = int(pool_size)
         self.mix_ratio = float(mix_ratio)
         self.refresh_fraction = float(refresh_fraction)
@@ -341,7 +349,8 @@ class AdversarialBackfeed(Callback):
                 else None
             )
         except (ValueError, TypeError) as error:
-            raise ConfigError(f"backfeed.{error}") from None
+            kind = ValueError if isinstance(error, ValueError) else TypeError
+            raise kind(f"{_OWNER}: {first_line(error)}") from None
         self.layers = list(dict.fromkeys(layers))
         self.alternate = bool(alternate)
         self.val_subset = int(val_subset)
@@ -352,7 +361,7 @@ class AdversarialBackfeed(Callback):
         self.mean = self._stat("mean", mean)
         self.std = self._stat("std", std)
         if self.std is not None and not bool((self.std > 0).all()):
-            raise ConfigError(f"backfeed.std={std!r}: must be positive")
+            raise ValueError(f"{_OWNER}: std={std!r}: must be positive")
 
         self.pools: dict[str, AdversarialPool] = {}
         #: Pool examples mixed into the current training batch, by layer.
@@ -388,7 +397,7 @@ class AdversarialBackfeed(Callback):
         try:
             return torch.as_tensor(value, dtype=torch.float32).flatten()
         except (TypeError, ValueError):
-            raise ConfigError(f"backfeed.{name}={value!r}: must be a number or a list") from None
+            raise TypeError(f"{_OWNER}: {name}={value!r}: must be a number or a list") from None
 
     @property
     @override
@@ -402,12 +411,10 @@ class AdversarialBackfeed(Callback):
         self._trainer = trainer
         if stage != "fit":
             return
+        self.check_module(pl_module)
         for layer in self.layers:
             if layer != INPUT:
-                try:
-                    path = layer_path(pl_module, layer)
-                except ValueError as error:
-                    raise ConfigError(f"backfeed.layers: {layer!r}: {error}") from None
+                path = layer_path(pl_module, layer)
                 self._warn_unknown_range(layer, pl_module.get_submodule(path))
         world, rank = trainer.world_size, trainer.global_rank
         if self.attack_current_batch:  # no pool: its size is not checked
@@ -426,6 +433,31 @@ class AdversarialBackfeed(Callback):
         self._restore_pending(rank, world)
         self._wrap_batch_hooks(trainer, pl_module)
 
+    def check_module(self, pl_module: nn.Module, example: Tensor | None = None) -> None:
+        """Check the pooled layers against ``pl_module``, before any training.
+
+        Every hidden layer of ``layers`` must name one submodule (a dotted path or its unique
+        suffix, :func:`attacks.layers.layer_path`). With ``example`` (a few inputs, shape
+        ``(n, *input_shape)``, float, in the module's input units) also what the first
+        training batch checks: ``pl_module(example)`` is logits of shape ``(n, classes)`` and
+        each pooled hidden layer runs once, returns a tensor with a batch dimension and is
+        not the output layer (whose pool would train nothing). :meth:`setup` calls it without
+        ``example``; a config validator calls it on the model a run would train
+        (:func:`intriguing.pipelines.validate.validate_run_config`).
+
+        Raises:
+            ValueError: naming ``layers``, the layer and, for an unknown one, the module's
+                layers.
+        """
+        for layer in self.layers:
+            if layer != INPUT:
+                try:
+                    layer_path(pl_module, layer)
+                except ValueError as error:
+                    raise ValueError(f"{_OWNER}: layers: {layer!r}: {error}") from None
+        if example is not None:
+            self._probe_layers(pl_module, example)
+
     def _warn_unknown_range(self, layer: str, module: nn.Module) -> None:
         """Warn once (rank zero) about a hidden pool at a module of the user's own whose
         output range is not known: perturbed activations are then clamped to nothing and may
@@ -437,7 +469,7 @@ class AdversarialBackfeed(Callback):
         self._range_warned.add(layer)
         name = type(module).__name__
         rank_zero_warn(
-            f"backfeed.layers: the output range of {layer!r} ({name}) is not known, so its "
+            f"{_OWNER}: layers: the output range of {layer!r} ({name}) is not known, so its "
             "pool's perturbed activations are not clamped and may leave the values the layer "
             "can produce (e.g. negative after a final F.relu). Declare it on the module, "
             f"`module.output_range = (0.0, float('inf'))`, or for the class, "
@@ -449,8 +481,8 @@ class AdversarialBackfeed(Callback):
         """A pool larger than the training set (over all processes, as ``pool_size``) could
         never be filled with distinct examples: refused, when the size is known."""
         if train_size is not None and self.pool_size > train_size:
-            raise ConfigError(
-                f"backfeed.pool_size={self.pool_size} is larger than the training set "
+            raise ValueError(
+                f"{_OWNER}: pool_size={self.pool_size} is larger than the training set "
                 f"({train_size} examples)"
             )
 
@@ -538,26 +570,27 @@ class AdversarialBackfeed(Callback):
 
     def _entry(self, batch: Any, key: BatchKey, name: str, stage: str) -> Any:
         """``batch[key]`` (:func:`~callbacks.batches.batch_entry`); a batch without it is a
-        ConfigError, since pooled examples could not reach the loss."""
+        ValueError or TypeError, since pooled examples could not reach the loss."""
         try:
-            return batch_entry(batch, key, argument=f"backfeed.{name}", what=f"{stage} batch")
+            return batch_entry(batch, key, argument=f"{_OWNER}: {name}", what=f"{stage} batch")
         except (TypeError, ValueError) as error:
-            raise ConfigError(f"{error} (pooled examples could not reach the loss)") from None
+            kind = ValueError if isinstance(error, ValueError) else TypeError
+            raise kind(f"{error} (pooled examples could not reach the loss)") from None
 
     def _inputs_and_targets(self, batch: Any, stage: str) -> tuple[Tensor, Tensor]:
         """The batch's inputs and labels, checked: floating inputs, integer labels ``(n,)``."""
         x = self._entry(batch, self.input_key, "input_key", stage)
         y = self._entry(batch, self.target_key, "target_key", stage)
         if not isinstance(x, Tensor) or not x.dtype.is_floating_point or x.ndim < 1:
-            raise ConfigError(
-                f"backfeed.input_key={self.input_key!r}: the {stage} batch holds "
+            raise ValueError(
+                f"{_OWNER}: input_key={self.input_key!r}: the {stage} batch holds "
                 f"{describe_batch(x)} there, not a floating-point tensor of inputs; the batch "
                 f"is {describe_batch(batch)}"
             )
         integer = isinstance(y, Tensor) and not (y.dtype.is_floating_point or y.dtype.is_complex)
         if not integer or y.shape != (len(x),):
-            raise ConfigError(
-                f"backfeed.target_key={self.target_key!r}: the {stage} batch holds "
+            raise ValueError(
+                f"{_OWNER}: target_key={self.target_key!r}: the {stage} batch holds "
                 f"{describe_batch(y)} there, not integer class labels of shape ({len(x)},); "
                 f"the batch is {describe_batch(batch)}"
             )
@@ -580,10 +613,10 @@ class AdversarialBackfeed(Callback):
                 return torch.cat([value[:kept], value[sources.to(value.device)]])
             return type(value)([*value[:kept], *(value[i] for i in sources.tolist())])
         if key not in self.fill:
-            raise ConfigError(
-                f"backfeed: the training batch's entry {key!r} has one value per example "
+            raise ValueError(
+                f"{_OWNER}: the training batch's entry {key!r} has one value per example "
                 f"({describe_batch(value)}); pooled rows need one too: give it with "
-                f"backfeed fill={{{key!r}: value}}"
+                f"fill={{{key!r}: value}}"
             )
         if added == 0 and kept == size:
             return value
@@ -749,7 +782,7 @@ class AdversarialBackfeed(Callback):
             self.refreshes += 1
         return parts
 
-    def _probe_layers(self, pl_module: pl.LightningModule, x: Tensor) -> None:
+    def _probe_layers(self, pl_module: nn.Module, x: Tensor) -> None:
         """Before the first step: the module maps inputs to logits, and every pooled hidden
         layer runs once, returns a batch tensor and is not the output (whose pool would train
         nothing)."""
@@ -766,26 +799,26 @@ class AdversarialBackfeed(Callback):
             sample = x[:2]
             logits = pl_module(sample)
         if not isinstance(logits, Tensor) or logits.ndim != 2 or len(logits) != len(sample):
-            raise ConfigError(
-                f"backfeed: {type(pl_module).__name__}(x) must return logits of shape (batch, "
+            raise ValueError(
+                f"{_OWNER}: {type(pl_module).__name__}(x) must return logits of shape (batch, "
                 f"classes) for the attacks; for x of shape {tuple(sample.shape)} it returned "
                 f"{describe_batch(logits)}"
             )
         for layer, outputs in seen.items():
             if len(outputs) != 1:
-                raise ConfigError(
-                    f"backfeed.layers: {layer!r} ran {len(outputs)} times in one forward pass; "
+                raise ValueError(
+                    f"{_OWNER}: layers: {layer!r} ran {len(outputs)} times in one forward pass; "
                     "a pool needs a layer that runs once"
                 )
             (output,) = outputs
             if not isinstance(output, Tensor) or output.ndim == 0 or len(output) != len(sample):
-                raise ConfigError(
-                    f"backfeed.layers: {layer!r} returned {describe_batch(output)}, not a tensor "
+                raise ValueError(
+                    f"{_OWNER}: layers: {layer!r} returned {describe_batch(output)}, not a tensor "
                     "with a batch dimension"
                 )
             if output is logits:
-                raise ConfigError(
-                    f"backfeed.layers: {layer!r} is the model's output layer (its output is the "
+                raise ValueError(
+                    f"{_OWNER}: layers: {layer!r} is the model's output layer (its output is the "
                     "logits); a pool there trains nothing above it: choose a layer below"
                 )
 
@@ -874,8 +907,8 @@ class AdversarialBackfeed(Callback):
         """Refuse a batch that was not mixed; perturb the hidden pools' rows for this step."""
         self._hooks.close()
         if not self._batch_ready:
-            raise ConfigError(
-                "backfeed: this training batch did not pass through on_after_batch_transfer "
+            raise ValueError(
+                f"{_OWNER}: this training batch did not pass through on_after_batch_transfer "
                 "(e.g. a training_step that takes dataloader_iter), so pooled examples could "
                 "not reach the loss"
             )

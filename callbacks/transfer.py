@@ -74,7 +74,7 @@ from intriguing.analysis.transfer import (
 from intriguing.attacks import evaluating
 from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key
 from intriguing.callbacks.rng import untouched_rng
-from intriguing.configs import ConfigError
+from intriguing.configs import building, to_container
 from intriguing.trainers import ErrorRate, load_classifier
 from intriguing.trainers.checkpoints import load_lightning_module
 
@@ -576,15 +576,14 @@ def transfer_callbacks(config: Any) -> list[Callback]:
     """``[TransferRobustness(...)]`` when ``config.transfer.enabled``, else ``[]``.
 
     Raises:
-        ConfigError: naming the ``transfer.`` key of a value the callback refuses.
+        ConfigError: naming the ``transfer.`` key of a value the callback refuses
+            (:func:`intriguing.configs.config_error`).
     """
     section = config.transfer
     if not section.enabled:
         return []
-    from intriguing.configs import to_container
-
     values = to_container(config)["transfer"]
-    try:
+    with building("transfer"):
         return [
             TransferRobustness(
                 values["zoo"],
@@ -598,8 +597,6 @@ def transfer_callbacks(config: Any) -> list[Callback]:
                 seed=config.seed,
             )
         ]
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"transfer.{error}") from None
 
 
 # --------------------------------------------------------------------------- helpers

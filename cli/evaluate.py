@@ -94,14 +94,11 @@ def load_models(args: argparse.Namespace) -> tuple[dict[str, nn.Module], dict[st
             else:
                 models[name] = load_classifier(path).network.eval()
         return models, _data_settings(paths, args.data)
-    from intriguing.cli.spectral import UsageError, build_model, load_weights
+    from intriguing.cli.spectral import build_model, load_weights
 
-    try:
-        model = build_model(args.model)
-        if args.state_dict:
-            load_weights(model, Path(args.state_dict))
-    except UsageError as error:
-        raise ConfigError(str(error)) from None
+    model = build_model(args.model)  # ConfigError naming the option
+    if args.state_dict:
+        load_weights(model, Path(args.state_dict))
     return {args.model: model.eval()}, {"name": args.data or "mnist", "val_size": 0}
 
 

@@ -6,6 +6,19 @@ arguments and returns an exit code, imported only when the command runs.
 
 Errors a user can fix (a bad config key, a missing file, an unusable checkpoint or data set)
 print one line and exit with status 2, never a traceback.
+
+How a user's mistake is told from a bug: library code raises a plain ``ValueError`` or
+``TypeError`` naming the parameter and the value; the config and CLI layer turns the ones it
+provoked with what the user gave into a :class:`~intriguing.configs.ConfigError` naming the
+config key or option, where it builds objects from the config or the options
+(:func:`intriguing.configs.config_error`, :func:`intriguing.configs.building`) and in
+:func:`intriguing.pipelines.validate.validate_run_config`, which ``train`` runs before anything
+trains. Only those, and the error types that mean bad input by themselves (an unusable
+checkpoint or data file, a missing file, a model without spectral bounds), are reported in one
+line (:func:`user_errors`). A bare ``ValueError`` or ``TypeError`` that reaches this module
+was raised where no user input was being turned into objects (deep in training, say): a bug,
+shown with its traceback. A new command maps its library errors at the site that passes the
+user's values, not here.
 """
 
 from __future__ import annotations
@@ -20,23 +33,20 @@ from collections.abc import Callable, Sequence
 
 from intriguing import __version__
 from intriguing.cli.parsers import SUBCOMMANDS
+from intriguing.errors import first_line
 
 USAGE_ERROR = 2
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean "bad input", reported in one line with exit status 2."""
+    """Exception types that mean "bad input", reported in one line with exit status 2 (see the
+    module's docstring: plain ValueError and TypeError are not among them)."""
+    from intriguing.analysis.spectral import LipschitzBoundError
     from intriguing.configs import ConfigError
+    from intriguing.datamodules import DataSourceError
     from intriguing.trainers import CheckpointError
 
-    errors: list[type[BaseException]] = [ConfigError, CheckpointError, FileNotFoundError]
-    try:
-        from intriguing.datamodules import DataSourceError
-
-        errors.append(DataSourceError)
-    except ImportError:  # pragma: no cover - while datamodules is being written
-        pass
-    return tuple(errors)
+    return (ConfigError, CheckpointError, DataSourceError, LipschitzBoundError, FileNotFoundError)
 
 
 def run_errors() -> tuple[type[BaseException], ...]:
@@ -79,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(resolve_handler(args.handler)(args) or 0)
     except user_errors() as error:
-        print(f"intriguing {args.command}: error: {error}", file=sys.stderr)
+        print(f"intriguing {args.command}: error: {first_line(error)}", file=sys.stderr)
         return USAGE_ERROR
     except run_errors() as error:  # trained, summary written, a later step failed
-        print(f"intriguing {args.command}: error: {error}", file=sys.stderr)
+        print(f"intriguing {args.command}: error: {first_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"intriguing {args.command}: interrupted", file=sys.stderr)

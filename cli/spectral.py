@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from intriguing.configs import ConfigError
 from intriguing.pipelines.tracking import analysis_run
 
 if TYPE_CHECKING:
@@ -29,16 +30,13 @@ if TYPE_CHECKING:
 
 
 def run(args: argparse.Namespace) -> int:
-    from intriguing.analysis.spectral import LipschitzBoundError
-
-    try:
-        if args.checkpoint:
-            bounds, title, config = _checkpoint_bounds(args)
-        else:
-            bounds, title, config = _model_bounds(args)
-    except (LipschitzBoundError, UsageError) as error:
-        print(f"intriguing spectral: error: {error}", file=sys.stderr)
-        return 2
+    """Bounds of a checkpoint's or a built model's layers. A bad option raises ConfigError, a
+    model without bounds LipschitzBoundError: :func:`intriguing.cli.main.main` reports either
+    in one line, exit status 2."""
+    if args.checkpoint:
+        bounds, title, config = _checkpoint_bounds(args)
+    else:
+        bounds, title, config = _model_bounds(args)
     text = f"{title}:\n\n{bounds.to_markdown()}"
     print(text, end="", flush=True)
     if args.markdown:
@@ -53,17 +51,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class UsageError(Exception):
-    """A ``--model`` option that cannot be served (reported in one line, exit status 2)."""
-
-
 def _checkpoint_bounds(args: argparse.Namespace) -> tuple[SpectralBounds, str, dict[str, Any]]:
     from intriguing.analysis.spectral import network_bounds
     from intriguing.trainers import load_classifier
 
     for option in ("state_dict", "input_shape", "module"):
         if getattr(args, option):
-            raise UsageError(f"--{option.replace('_', '-')} goes with --model, not --checkpoint")
+            raise ConfigError(f"--{option.replace('_', '-')} goes with --model, not --checkpoint")
     model = load_classifier(args.checkpoint)
     bounds = network_bounds(model.network, dense_limit=args.dense_limit, tol=args.tol)
     shape = "x".join(str(d) for d in model.network.input_shape)
@@ -90,16 +84,16 @@ def _model_bounds(
         try:
             target = model.get_submodule(args.module)
         except AttributeError as error:
-            raise UsageError(f"--module {args.module}: {error}") from error
+            raise ConfigError(f"--module {args.module}: {error}") from error
     shape = parse_shape(args.input_shape) if args.input_shape else None
     if shape is None and not isinstance(target, StagedNetwork):
-        raise UsageError("--input-shape C,H,W is needed with --model (one example's shape)")
+        raise ConfigError("--input-shape C,H,W is needed with --model (one example's shape)")
     try:
         bounds = spectral_bounds(
             target, shape, dense_limit=args.dense_limit, tol=args.tol, fourier=args.fourier
         )
     except ValueError as error:  # an input shape the model cannot take, no bound, ...
-        raise UsageError(str(error)) from error
+        raise ConfigError(str(error)) from error
     name = f"{args.model}" + (f" ({args.module})" if args.module else "")
     inputs = "x".join(str(d) for d in (shape or target.input_shape))  # type: ignore[union-attr]
     config = {
@@ -113,32 +107,32 @@ def _model_bounds(
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """``"3,32,32"`` (or ``"3x32x32"``) as ``(3, 32, 32)``; ``UsageError`` if it is not."""
+    """``"3,32,32"`` (or ``"3x32x32"``) as ``(3, 32, 32)``; ``ConfigError`` if it is not."""
     parts = text.replace("x", ",").split(",")
     try:
         shape = tuple(int(part) for part in parts)
     except ValueError:
         shape = ()
     if not shape or min(shape) < 1:
-        raise UsageError(f"--input-shape {text}: expected positive sizes such as 3,32,32")
+        raise ConfigError(f"--input-shape {text}: expected positive sizes such as 3,32,32")
     return shape
 
 
 def build_model(spec: str) -> nn.Module:
     """``FACTORY()`` for ``spec`` = ``MODULE:FACTORY``, ``MODULE`` importable or a ``.py``
-    file. Raises ``UsageError`` when it cannot be found or does not return an ``nn.Module``."""
+    file. Raises ``ConfigError`` when it cannot be found or does not return an ``nn.Module``."""
     from torch import nn
 
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
-        raise UsageError(
+        raise ConfigError(
             f"--model {spec}: expected MODULE:FACTORY, e.g. torchvision.models:resnet18"
         )
     folder = None
     if module_name.endswith(".py"):
         path = Path(module_name)
         if not path.is_file():
-            raise UsageError(f"--model {spec}: no such file {path}")
+            raise ConfigError(f"--model {spec}: no such file {path}")
         # As `python FILE.py` does: the file's folder first on sys.path, so that its imports
         # of sibling modules work (while it is imported and its factory runs).
         folder = str(path.resolve().parent)
@@ -147,22 +141,22 @@ def build_model(spec: str) -> nn.Module:
         if module_name.endswith(".py"):
             loaded = importlib.util.spec_from_file_location(path.stem, path)
             if loaded is None or loaded.loader is None:
-                raise UsageError(f"--model {spec}: cannot load {path}")
+                raise ConfigError(f"--model {spec}: cannot load {path}")
             module = importlib.util.module_from_spec(loaded)
             loaded.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
         factory = getattr(module, factory_name, None)
         if not callable(factory):
-            raise UsageError(f"--model {spec}: {module_name} has no callable {factory_name!r}")
+            raise ConfigError(f"--model {spec}: {module_name} has no callable {factory_name!r}")
         model = factory()
     except ImportError as error:
-        raise UsageError(f"--model {spec}: {error}") from error
+        raise ConfigError(f"--model {spec}: {error}") from error
     finally:
         if folder is not None and folder in sys.path:
             sys.path.remove(folder)
     if not isinstance(model, nn.Module):
-        raise UsageError(
+        raise ConfigError(
             f"--model {spec}: {factory_name}() returned {type(model).__name__}, not an nn.Module"
         )
     return model
@@ -175,16 +169,16 @@ def load_weights(model: nn.Module, path: Path) -> None:
     A LightningModule's checkpoint names its network's tensors after the attribute that holds
     it (``model.conv.weight``): when the keys share a dotted prefix and, without it, name
     exactly the model's tensors, the prefix is stripped (and said on stderr). Raises
-    ``UsageError`` when it does not fit, naming the keys' common prefix when they have one.
+    ``ConfigError`` when it does not fit, naming the keys' common prefix when they have one.
     """
     import torch
 
     if not path.is_file():
-        raise UsageError(f"--state-dict {path}: no such file")
+        raise ConfigError(f"--state-dict {path}: no such file")
     content = torch.load(path, map_location="cpu", weights_only=True)
     state = content.get("state_dict", content) if isinstance(content, dict) else None
     if not isinstance(state, dict):
-        raise UsageError(f"--state-dict {path}: not a state dict ({type(content).__name__})")
+        raise ConfigError(f"--state-dict {path}: not a state dict ({type(content).__name__})")
     wanted = set(model.state_dict())
     prefixes = _common_prefixes(list(state))
     for prefix in prefixes:
@@ -203,7 +197,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
                 "holding the network as that attribute? Let the factory build that module "
                 f"and bound its network with --module {prefixes[0].rstrip('.')})"
             )
-        raise UsageError(f"--state-dict {path}: does not fit the model{hint}: {error}") from error
+        raise ConfigError(f"--state-dict {path}: does not fit the model{hint}: {error}") from error
 
 
 def _common_prefixes(keys: list[str]) -> list[str]:

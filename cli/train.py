@@ -1,4 +1,10 @@
-"""``intriguing train [experiment=NAME] [key=value ...]``: train, test, print a summary."""
+"""``intriguing train [experiment=NAME] [key=value ...]``: train, test, print a summary.
+
+The composed configuration is validated first, also under ``--print-config``
+(:func:`intriguing.pipelines.validate.validate_run_config`): what the run would refuse later
+(a layer the model lacks, a bad mix ratio, data sizes out of range) is refused in one line
+naming the key, before any folder is made or anything trains.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,12 @@ import argparse
 from lightning.pytorch.utilities import rank_zero_only
 
 from intriguing.configs import compose
+from intriguing.pipelines.validate import validate_run_config
 
 
 def run(args: argparse.Namespace) -> int:
     config = compose(args.overrides)
+    validate_run_config(config)
     if args.print_config:
         from intriguing.configs import to_yaml
 

@@ -21,7 +21,9 @@ loses L-BFGS's ``search_steps``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -32,6 +34,7 @@ from omegaconf.errors import OmegaConfBaseException
 from intriguing.attacks.registry import attack_entry
 from intriguing.configs.schema import ATTACK_SECTION, ExperimentConfig
 from intriguing.datamodules.datasets import dataset_spec
+from intriguing.errors import first_line
 from intriguing.trainers.families import family_entry, family_sections
 
 CONFIG_ROOT = Path(__file__).resolve().parent
@@ -40,6 +43,61 @@ GROUPS: tuple[str, ...] = ("model", "optim", "data", "trainer", "logger")
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key and the problem."""
+
+
+#: A class naming itself at the start of a library message (``"AdversarialBackfeed: "``).
+_OWNER = re.compile(r"[A-Z][A-Za-z0-9_]*: ")
+#: A message that starts with a parameter: ``"mix_ratio=1.5: ..."``, ``"layers: ..."``.
+_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*[=:]")
+
+
+def config_error(section: str, error: ValueError | TypeError) -> ConfigError:
+    """The config layer's one-line message for a library error raised while the config
+    section ``section`` was turned into an object (a callback, the model, the data).
+
+    Library code names the parameter and the value (``"AdversarialBackfeed: mix_ratio=1.5:
+    must be in [0, 1]"``, optionally after the class's name); here the parameter becomes the
+    config key (``"backfeed.mix_ratio=1.5: must be in [0, 1]"``). A message that does not
+    start with a parameter is kept after the section (``"backfeed: ..."``); a
+    :class:`ConfigError` is returned as it is (it names its key already).
+
+    Args:
+        section: the dotted config key of the section the object was built from
+            (``"backfeed"``, ``"model"``, ``"evaluation"``).
+        error: what the library raised.
+
+    Returns:
+        The :class:`ConfigError` to raise (``raise config_error(...) from error``).
+    """
+    if isinstance(error, ConfigError):
+        return error
+    text = first_line(error)
+    owner = _OWNER.match(text)
+    if owner and _PARAMETER.match(text, owner.end()):
+        text = text[owner.end() :]
+    if text.startswith((f"{section}.", f"{section}:", f"{section}=")):
+        return ConfigError(text)
+    if _PARAMETER.match(text):
+        return ConfigError(f"{section}.{text}")
+    return ConfigError(f"{section}: {text}")
+
+
+@contextmanager
+def building(section: str) -> Iterator[None]:
+    """Turn what the library raises while the config section ``section`` becomes an object
+    into :func:`config_error` (the cause kept): ``with building("backfeed"): callback =
+    AdversarialBackfeed(...)``. Only :class:`ValueError` and :class:`TypeError`, the errors
+    of a bad argument value or type, are turned; anything else passes through.
+
+    Raises:
+        ConfigError: naming the config key.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise config_error(section, error) from error
 
 
 def available(group: str) -> list[str]:
@@ -62,7 +120,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = OmegaConf.to_container(OmegaConf.load(path))
     except Exception as error:  # YAML syntax errors come from the parser OmegaConf uses
-        reason = str(error).split("\n")[0]
+        reason = first_line(error)
         raise ConfigError(f"{path}: not valid YAML ({reason})") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
@@ -71,7 +129,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 def _describe(error: OmegaConfBaseException, source: str) -> str:
     """One line from an OmegaConf error: the full key first, then what is wrong."""
-    message = str(error).split("\n")[0].strip()
+    message = first_line(error)
     key = getattr(error, "full_key", None)
     return f"{key}: {message} ({source})" if key else f"{message} ({source})"
 

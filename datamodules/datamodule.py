@@ -30,12 +30,15 @@ from typing_extensions import override
 
 from intriguing.datamodules.augment import RandomCropFlip, batch_seed
 from intriguing.datamodules.datasets import dataset_names, dataset_spec
-from intriguing.datamodules.formats import DataSourceError
 from intriguing.datamodules.loaders import SequentialBatches, ShuffledBatches
 from intriguing.datamodules.sources import RawData, cache_path, fetch
 from intriguing.datamodules.splits import SPLITS, halves, hold_out, part_indices
 
 TENSOR_SPLITS: tuple[str, ...] = ("train", "val", "test", "p1", "p2", "full_train")
+
+
+#: How the data module's errors name it (before the parameter and its value).
+_OWNER = "ImageDataModule"
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -53,6 +56,13 @@ class ImageDataModule(pl.LightningDataModule):
     from a stream fixed by the run's seed, the process's rank and the batch's number in the
     fit (so the same on a rerun and on resume); validation, test batches and
     :meth:`tensors` are never augmented.
+
+    Raises:
+        ValueError: at construction, for a data set not registered, a split not known or a
+            size out of range, naming the parameter and its value
+            (``"ImageDataModule: test_subset=0: must be null or in [1, 10000]"``); for an
+            ``augment`` setting, naming its ``data.augment.`` key.
+        TypeError: for an ``augment`` value of the wrong type.
     """
 
     def __init__(
@@ -77,9 +87,9 @@ class ImageDataModule(pl.LightningDataModule):
             self.spec = dataset_spec(name)
         except ValueError:
             names = ", ".join(dataset_names())
-            raise DataSourceError(f"data.name={name!r}: expected one of {names}") from None
+            raise ValueError(f"{_OWNER}: name={name!r}: expected one of {names}") from None
         if split not in SPLITS:
-            raise DataSourceError(f"data.split={split!r}: expected one of {', '.join(SPLITS)}")
+            raise ValueError(f"{_OWNER}: split={split!r}: expected one of {', '.join(SPLITS)}")
         self.name: str = name
         self.input_shape: tuple[int, ...] = self.spec.input_shape
         self.num_classes: int = self.spec.num_classes
@@ -91,10 +101,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_size, self.batch_size, self.eval_batch_size = val_size, batch_size, eval_batch_size
         self.train_subset, self.test_subset = train_subset, test_subset
         self.on_device, self.download_timeout = bool(on_device), float(download_timeout)
-        try:
-            self.augmentation = RandomCropFlip.from_config(augment)
-        except (TypeError, ValueError) as error:
-            raise DataSourceError(str(error)) from None
+        self.augmentation = RandomCropFlip.from_config(augment)
         self._check_sizes()
         self.save_hyperparameters(
             {
@@ -137,7 +144,7 @@ class ImageDataModule(pl.LightningDataModule):
         ]  # fmt: skip
         for key, value, valid, rule in checks:
             if not valid:
-                raise DataSourceError(f"data.{key}={value}: {rule}")
+                raise ValueError(f"{_OWNER}: {key}={value}: {rule}")
 
     # --- Lightning hooks ---------------------------------------------------------------
 
@@ -308,8 +315,14 @@ DATA_KEYS: tuple[str, ...] = (
 
 
 def build_datamodule(data: Mapping[str, Any]) -> ImageDataModule:
-    """The data module the ``data`` section of a run's config describes (see DataConfig)."""
+    """The data module the ``data`` section of a run's config describes (see DataConfig).
+
+    Raises:
+        ValueError: for a key :class:`ImageDataModule` does not take, or a value it refuses,
+            naming the parameter (the config layer names the ``data.`` key:
+            :func:`intriguing.configs.config_error`).
+    """
     unknown = sorted(set(data) - set(DATA_KEYS))
     if unknown:
-        raise DataSourceError(f"data.{unknown[0]}: unknown key (known: {', '.join(DATA_KEYS)})")
+        raise ValueError(f"{_OWNER}: {unknown[0]}: unknown key (known: {', '.join(DATA_KEYS)})")
     return ImageDataModule(**dict(data))

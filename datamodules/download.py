@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from intriguing.errors import first_line
+
 
 class DownloadError(RuntimeError):
     """A fetch that failed; the message says why in one line."""
@@ -150,8 +152,8 @@ def _download_archive(cls: Any, dest: Path) -> str:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+    """``"Type: first line"``: a download failure's kind matters (timeout, HTTP, TLS)."""
+    return f"{type(error).__name__}: {first_line(error, '')}"
 
 
 def _child(argv: Sequence[str]) -> int:

@@ -58,6 +58,7 @@ from intriguing.datamodules.formats import (
     read_idx,
     sha256_hex,
 )
+from intriguing.errors import first_line
 from intriguing.registry import load_target
 from intriguing.storage import atomic_output
 
@@ -367,7 +368,7 @@ def read_cache(spec: DatasetSpec, path: Path) -> RawData:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and I/O errors of a damaged file
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error)
         raise CorruptDataError(f"{path}: not a readable cache ({first})") from None
     if not isinstance(content, dict) or content.get("format") != CACHE_FORMAT:
         raise CorruptDataError(f"{path}: not a cache of format {CACHE_FORMAT}")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import torch
 from lightning.pytorch import LightningModule
 
+from intriguing.errors import first_line
 from intriguing.trainers.classifier import ImageClassifier
 
 T = TypeVar("T")
@@ -24,11 +25,6 @@ T = TypeVar("T")
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unsafe, or not the kind of model asked for."""
-
-
-def _first_line(error: BaseException, default: str) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else default
 
 
 def _safely(
@@ -42,10 +38,10 @@ def _safely(
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"checkpoint {path}: refused, it needs arbitrary code to load "
-            f"({_first_line(error, 'unsafe content')}); only tensors and primitives are accepted"
+            f"({first_line(error, 'unsafe content')}); only tensors and primitives are accepted"
         ) from None
     except errors as error:
-        first = _first_line(error, type(error).__name__)
+        first = first_line(error)
         raise CheckpointError(f"checkpoint {path}: {failure} ({first})") from None
 
 
@@ -96,7 +92,7 @@ def load_classifier(
     try:
         model.load_state_dict(content["state_dict"])
     except RuntimeError as error:
-        first = str(error).splitlines()[0]
+        first = first_line(error)
         raise CheckpointError(f"checkpoint {path}: weights do not fit ({first})") from None
     return model.eval()
 

@@ -149,22 +149,26 @@ def test_hidden_layer_pools_alternate_and_train_layers_above(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"mix_ratio": 1.5}, "backfeed.mix_ratio"),
-        ({"refresh_fraction": 0.0}, "backfeed.refresh_fraction"),
-        ({"pool_size": 0}, "backfeed.pool_size"),
+        ({"mix_ratio": 1.5}, "AdversarialBackfeed: mix_ratio=1.5: must be in"),
+        ({"refresh_fraction": 0.0}, "AdversarialBackfeed: refresh_fraction=0.0"),
+        ({"pool_size": 0}, "AdversarialBackfeed: pool_size=0"),
     ],
 )
 def test_bad_settings_fail_at_construction(settings, message) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
         AdversarialBackfeed(generator=FGSM, **settings)
+    assert not isinstance(raised.value, ConfigError)  # the library's error names the parameter
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"layers": ["fc9"]}, r"backfeed.layers: 'fc9'"),
-        ({"layers": ["logits"]}, r"backfeed.layers: 'logits'"),
-        ({"pool_size": 5000}, r"backfeed.pool_size=5000 is larger than the training set"),
+        ({"layers": ["fc9"]}, r"AdversarialBackfeed: layers: 'fc9': unknown layer"),
+        ({"layers": ["logits"]}, r"AdversarialBackfeed: layers: 'logits'"),
+        (
+            {"pool_size": 5000},
+            r"AdversarialBackfeed: pool_size=5000 is larger than the training set",
+        ),
     ],
 )
 def test_bad_settings_fail_before_training_starts(tmp_path, settings, message) -> None:
@@ -172,7 +176,7 @@ def test_bad_settings_fail_before_training_starts(tmp_path, settings, message) -
     steps: list[int] = []
     module.on_train_batch_start = lambda batch, idx: steps.append(idx)
     backfeed = AdversarialBackfeed(generator=FGSM, **{"pool_size": 100, **settings})
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ValueError, match=message):
         trainer(tmp_path, [backfeed]).fit(module, datamodule=datamodule())
     assert steps == []
 

@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from intriguing.attacks import perturb_layer
 from intriguing.callbacks import AdversarialBackfeed, AdversarialPool
 from intriguing.callbacks.backfeed import _add_perturbation
-from intriguing.configs import ConfigError
 from intriguing.trainers import ImageClassifier
 
 FGSM = {"name": "fgsm", "epsilon": 0.3, "norm": "linf"}
@@ -167,7 +166,7 @@ def test_dict_batches_extend_filled_entries_and_refuse_unknown_ones(tmp_path: Pa
         target_key="label",
         fill={"weight": 1.0},
     )
-    with pytest.raises(ConfigError, match=r"entry 'index' has one value per example"):
+    with pytest.raises(ValueError, match=r"entry 'index' has one value per example"):
         fit_trainer(tmp_path, [backfeed]).fit(module, loader(Records(images())))
     assert module.sizes == []  # refused before the first step
     assert "on_after_batch_transfer" not in vars(module)
@@ -182,7 +181,7 @@ def test_dict_batches_extend_filled_entries_and_refuse_unknown_ones(tmp_path: Pa
 def test_missing_keys_are_refused_before_the_first_step(tmp_path: Path) -> None:
     module = DictModule()
     backfeed = AdversarialBackfeed(pool_size=64, generator=FGSM, val_attack=None)
-    with pytest.raises(ConfigError, match=r"input_key=0: the training batch has no such entry.*"):
+    with pytest.raises(ValueError, match=r"input_key=0: the training batch has no such entry.*"):
         fit_trainer(tmp_path, [backfeed]).fit(module, loader(Records(images())))
     assert module.sizes == []
 
@@ -345,7 +344,7 @@ class IteratorModule(SmallCNN):
 
 def test_a_batch_that_bypasses_the_transfer_hook_is_refused(tmp_path: Path) -> None:
     backfeed = AdversarialBackfeed(pool_size=64, generator=FGSM, val_attack=None)
-    with pytest.raises(ConfigError, match="did not pass through on_after_batch_transfer"):
+    with pytest.raises(ValueError, match="did not pass through on_after_batch_transfer"):
         fit_trainer(tmp_path, [backfeed]).fit(IteratorModule(), loader(images()))
 
 
@@ -393,7 +392,7 @@ def test_pool_larger_than_plain_loaders_data_set_is_refused_before_training(
 ) -> None:
     module = SmallCNN()
     backfeed = AdversarialBackfeed(pool_size=1000, generator=FGSM)
-    with pytest.raises(ConfigError, match=r"pool_size=1000 is larger than the training set \(64"):
+    with pytest.raises(ValueError, match=r"pool_size=1000 is larger than the training set \(64"):
         fit_trainer(tmp_path, [backfeed]).fit(module, loader(images(64)))
     assert module.sizes == []
     # The size of an iterable data set is not known: nothing to say.
@@ -442,12 +441,12 @@ def test_a_hidden_pool_at_a_layer_of_unknown_range_warns_once(tmp_path: Path, de
     [
         (
             {"generator": {"name": "fgsm", "epsilonn": 0.1}},
-            r"backfeed\.generator: attack\.epsilonn",
+            r"AdversarialBackfeed: generator: attack\.epsilonn",
         ),
-        ({"val_attack": {"name": "fgsn"}}, r"backfeed\.val_attack: attack\.name 'fgsn'"),
-        ({"generator": {"name": "pgd", "steps": 0}}, r"backfeed\.generator: .*steps"),
+        ({"val_attack": {"name": "fgsn"}}, r"AdversarialBackfeed: val_attack: attack\.name 'fgsn'"),
+        ({"generator": {"name": "pgd", "steps": 0}}, r"AdversarialBackfeed: generator: .*steps"),
     ],
 )
 def test_attack_config_typos_fail_at_construction(settings, message) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ValueError, match=message):
         AdversarialBackfeed(pool_size=32, **settings)

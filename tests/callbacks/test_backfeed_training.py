@@ -13,7 +13,7 @@ import torch
 
 from intriguing.attacks import FGSM
 from intriguing.callbacks import AdversarialBackfeed
-from intriguing.configs import ConfigError, compose
+from intriguing.configs import compose
 
 from .test_backfeed import classifier, datamodule, trainer
 
@@ -146,12 +146,15 @@ def test_current_batch_is_attacked_against_the_current_weights_at_every_step(
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"mix": "interleave"}, "backfeed.mix='interleave'"),
-        ({"attack_current_batch": True, "mix_ratio": 0.0}, "backfeed.attack_current_batch"),
+        ({"mix": "interleave"}, "AdversarialBackfeed: mix='interleave'"),
+        (
+            {"attack_current_batch": True, "mix_ratio": 0.0},
+            "AdversarialBackfeed: attack_current_batch",
+        ),
     ],
 )
 def test_bad_mix_settings_fail_at_construction(settings, message) -> None:
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("[", r"\[")):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("[", r"\[")):
         AdversarialBackfeed(generator=FGSM_SPEC, **settings)
 
 

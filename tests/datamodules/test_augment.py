@@ -11,7 +11,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from intriguing.datamodules import DataSourceError, ImageDataModule, build_datamodule
+from intriguing.datamodules import ImageDataModule, build_datamodule
 from intriguing.datamodules.augment import CropFlipParams, RandomCropFlip, batch_seed
 
 from .cifar_files import use_cifar
@@ -95,15 +95,25 @@ def test_off_is_the_identity_and_shapes_are_checked() -> None:
 
 
 @pytest.mark.parametrize(
-    ("augment", "message"),
+    ("augment", "error", "message"),
     [
-        ({"random_crop_padding": -1}, r"data.augment.random_crop_padding=-1: must be >= 0"),
-        ({"random_crop_padding": 2.5}, r"data.augment.random_crop_padding=2.5: expected an int"),
-        ({"vertical_flip": True}, r"data.augment.vertical_flip: unknown key"),
+        (
+            {"random_crop_padding": -1},
+            ValueError,
+            r"data.augment.random_crop_padding=-1: must be >= 0",
+        ),
+        (
+            {"random_crop_padding": 2.5},
+            TypeError,
+            r"data.augment.random_crop_padding=2.5: expected an int",
+        ),
+        ({"vertical_flip": True}, ValueError, r"data.augment.vertical_flip: unknown key"),
     ],
 )
-def test_bad_settings_name_their_key(tmp_path: Path, augment: dict, message: str) -> None:
-    with pytest.raises(DataSourceError, match=message):
+def test_bad_settings_name_their_key(
+    tmp_path: Path, augment: dict, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
         build_datamodule({"data_dir": str(tmp_path), "augment": augment})
 
 

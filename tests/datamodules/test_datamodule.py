@@ -41,18 +41,28 @@ def test_build_datamodule_takes_the_schema_defaults(tmp_path: Path, monkeypatch)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"name": "svhn"}, r"data.name='svhn': expected one of mnist, fashion_mnist, cifar10"),
-        ({"split": "p3"}, r"data.split='p3'"),
-        ({"val_size": 30_000, "split": "p1"}, r"data.val_size=30000: must be in \[0, 30000\)"),
-        ({"batch_size": 0}, r"data.batch_size=0: must be at least 1"),
-        ({"train_subset": 55_001}, r"data.train_subset=55001: must be null or in \[1, 55000\]"),
-        ({"test_subset": 0}, r"data.test_subset=0"),
-        ({"num_workers": 4}, r"data.num_workers: unknown key"),
+        (
+            {"name": "svhn"},
+            r"ImageDataModule: name='svhn': expected one of mnist, fashion_mnist, cifar10",
+        ),
+        ({"split": "p3"}, r"ImageDataModule: split='p3'"),
+        (
+            {"val_size": 30_000, "split": "p1"},
+            r"ImageDataModule: val_size=30000: must be in \[0, 30000\)",
+        ),
+        ({"batch_size": 0}, r"ImageDataModule: batch_size=0: must be at least 1"),
+        (
+            {"train_subset": 55_001},
+            r"ImageDataModule: train_subset=55001: must be null or in \[1, 55000\]",
+        ),
+        ({"test_subset": 0}, r"ImageDataModule: test_subset=0"),
+        ({"num_workers": 4}, r"ImageDataModule: num_workers: unknown key"),
     ],
 )
 def test_bad_settings_name_their_key(tmp_path: Path, change: dict, message: str) -> None:
-    with pytest.raises(DataSourceError, match=message):
+    with pytest.raises(ValueError, match=message) as raised:
         build_datamodule({"data_dir": str(tmp_path), **change})
+    assert not isinstance(raised.value, DataSourceError)  # a bad value, not a bad data file
 
 
 def test_real_mnist_splits(real_mnist_dir: Path) -> None:

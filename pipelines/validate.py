@@ -1,0 +1,83 @@
+"""Validate a run's whole configuration before anything trains (issue 13, items 2 and 6).
+
+:func:`validate_run_config` builds, cheaply, what the run would build and checks what the
+run would otherwise refuse only later: the data module's settings (its sizes against the data
+set's, without loading any data), the model and the optimizer settings, every callback the
+configuration enables (backfeed, pool examples, spectral monitor, transfer) with the pooled
+layers checked against the built model (``experiment=demo backfeed.layers=[fc9]`` fails here,
+naming ``backfeed.layers`` and the model's layers, instead of after a baseline trained), and
+the ``evaluation`` section (including whether the ``eval`` extra is installed for the robust
+attacks it names). Nothing is read from or written to disk, no data is loaded, no Trainer or
+logger is made.
+
+Every refusal is a :class:`~intriguing.configs.ConfigError` of one line naming the config
+key: a library :class:`ValueError`/:class:`TypeError` raised while a section becomes an object
+is mapped by :func:`intriguing.configs.config_error`.
+
+Callers: ``intriguing train`` (also under ``--print-config``) calls it before anything else;
+the training pipeline calls it at the start of a run and before a baseline trains (for the
+pipelines package: call it first thing in ``train`` / ``run_with_baseline``).
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from intriguing.callbacks import AdversarialBackfeed, SpectralMonitor
+from intriguing.cli.experiment import check_evaluation, training_callbacks
+from intriguing.configs import building, to_container
+from intriguing.datamodules import build_datamodule
+from intriguing.trainers import ImageClassifier
+from intriguing.trainers.classifier import check_optim
+
+__all__ = ["validate_run_config"]
+
+#: How many example inputs (zeros of the data set's shape) probe the built model.
+PROBE_EXAMPLES = 2
+
+
+def validate_run_config(config: DictConfig) -> None:
+    """Refuse, in about a second and before anything trains, a composed run configuration
+    that the run would refuse later.
+
+    Builds the data module (settings only: :class:`~intriguing.datamodules.ImageDataModule`
+    loads nothing at construction), the model (:class:`~intriguing.trainers.ImageClassifier`,
+    on the CPU), checks the ``optim`` section (:func:`~intriguing.trainers.classifier.check_optim`),
+    builds the callbacks the run would (the training pipeline's ``training_callbacks``), checks
+    the backfeed's layers against the model, with a forward pass of
+    :data:`PROBE_EXAMPLES` zero inputs (:meth:`AdversarialBackfeed.check_module`: each pooled
+    layer exists, runs once, and is not the output), the spectral monitor's target module, and
+    the ``evaluation`` section (``check_evaluation``, which names ``intriguing[eval]`` when the
+    robust attacks need torchattacks and it is missing).
+
+    Args:
+        config: a composed configuration (:func:`intriguing.configs.compose`).
+
+    Raises:
+        ConfigError: the first problem, in one line naming the config key
+            (``"backfeed.layers: 'fc9': unknown layer 'fc9' in ImageClassifier: its layers
+            are ..."``).
+    """
+    container = to_container(config)
+    with building("data"):
+        datamodule = build_datamodule(container["data"])
+    with building("optim"):
+        check_optim(container["optim"])
+    with building("model"):
+        model = ImageClassifier(
+            model=container["model"],
+            optim=container["optim"],
+            input_shape=list(datamodule.input_shape),
+            num_classes=datamodule.num_classes,
+        )
+    callbacks = training_callbacks(config)  # ConfigError naming the key, at construction
+    example = torch.zeros(PROBE_EXAMPLES, *datamodule.input_shape)
+    for callback in callbacks:
+        if isinstance(callback, AdversarialBackfeed):
+            with building("backfeed"), torch.no_grad():
+                callback.check_module(model, example)
+        elif isinstance(callback, SpectralMonitor):
+            with building("spectral"):
+                callback.target(model)
+    check_evaluation(config)
