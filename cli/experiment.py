@@ -46,8 +46,9 @@ from intriguing.callbacks import (
     transfer_callbacks,
 )
 from intriguing.callbacks.history import HISTORY_FILE, MetricHistory
-from intriguing.configs import ConfigError, to_container, to_yaml
+from intriguing.configs import ConfigError, building, to_container, to_yaml
 from intriguing.datamodules import build_datamodule
+from intriguing.errors import first_line
 from intriguing.pipelines import tracking
 from intriguing.storage import atomic_output
 from intriguing.trainers import (
@@ -229,7 +230,7 @@ def build_trainer(
         # Lightning refuses what the machine or the installed packages cannot serve (an
         # unknown precision, bf16 on a GPU without it, transformer-engine not installed, an
         # accelerator that is not there) when the Trainer is made: before any training.
-        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        message = first_line(error)
         key = "precision" if "precision" in message.lower() else None
         named = f"trainer.{key}={section[key]}" if key else "trainer"
         raise ConfigError(f"{named}: {message}") from None
@@ -273,8 +274,8 @@ def training_callbacks(config: DictConfig) -> list[Callback]:
     callbacks: list[Callback] = []
     if config.backfeed.enabled:
         section = container["backfeed"]
-        callbacks.append(
-            AdversarialBackfeed(
+        with building("backfeed"):  # the library's ValueError, naming the backfeed. key
+            backfeed = AdversarialBackfeed(
                 pool_size=section["pool_size"],
                 mix_ratio=section["mix_ratio"],
                 mix=section["mix"],
@@ -288,7 +289,7 @@ def training_callbacks(config: DictConfig) -> list[Callback]:
                 val_subset=section["val_subset"],
                 seed=config.seed,
             )
-        )
+        callbacks.append(backfeed)
         every = section["log_examples_every_n_epochs"]
         if every < 0:
             raise ConfigError(
@@ -297,7 +298,8 @@ def training_callbacks(config: DictConfig) -> list[Callback]:
         if every:
             callbacks.append(PoolExamplesLogger(every_n_epochs=every))
     if config.spectral.enabled:
-        callbacks.append(SpectralMonitor(every_n_epochs=config.spectral.every_n_epochs))
+        with building("spectral"):
+            callbacks.append(SpectralMonitor(every_n_epochs=config.spectral.every_n_epochs))
     callbacks += transfer_callbacks(config)
     return callbacks
 
@@ -493,7 +495,7 @@ def _recorded(step: str, errors: list[str]) -> Iterator[None]:
     try:
         yield
     except Exception as error:  # any failure: it goes into summary.json, then RunError
-        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = first_line(error, "")
         errors.append(f"{step} failed ({type(error).__name__}: {text})")
         _log.debug("%s failed", step, exc_info=True)  # the traceback, for debug logging
 

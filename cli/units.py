@@ -15,9 +15,10 @@ from typing import Any
 from intriguing.analysis.plots import histograms, save_figure
 from intriguing.analysis.units import UnitAnalysis, analyse_units, direction_grid
 from intriguing.cli.arguments import checkpoint_data
+from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
 from intriguing.pipelines.tracking import analysis_run
-from intriguing.trainers import CheckpointError, load_classifier
+from intriguing.trainers import load_classifier
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,8 +27,9 @@ def run(args: argparse.Namespace) -> int:
     )
     model = load_classifier(args.checkpoint, input_shape=module.input_shape)
     if args.layer not in model.network.layer_names:
-        raise CheckpointError(
-            f"checkpoint {args.checkpoint}: no layer {args.layer!r}; its layers are "
+        raise ConfigError(
+            f"--layer {args.layer}: checkpoint {args.checkpoint} has no layer {args.layer!r}; "
+            "its layers are "
             f"{', '.join(model.network.layer_names)}"
         )
     module.prepare_data()

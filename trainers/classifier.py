@@ -15,6 +15,33 @@ from intriguing.trainers.metrics import ErrorRate
 from intriguing.trainers.networks import build_network, decay_groups
 from intriguing.trainers.stages import StagedNetwork
 
+#: The optimizers and learning-rate schedules ``optim.name`` and ``optim.schedule`` may name.
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+SCHEDULES: tuple[str, ...] = ("none", "cosine", "step")
+
+
+def check_optim(optim: Mapping[str, Any]) -> None:
+    """Refuse, before any training, an ``optim`` mapping that
+    :meth:`ImageClassifier.configure_optimizers` would refuse only when fitting starts: an
+    optimizer or schedule not known, a learning rate, momentum or step size out of range.
+
+    Raises:
+        ValueError: naming ``optim.KEY`` and its value (``"optim.name='rmsprop': expected one
+            of adam, sgd"``).
+    """
+    name, schedule = optim.get("name", "adam"), optim.get("schedule", "none")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optim.name={name!r}: expected one of {', '.join(OPTIMIZERS)}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"optim.schedule={schedule!r}: expected one of {', '.join(SCHEDULES)}")
+    for key, least, default in (("lr", 0.0, 1e-3), ("momentum", 0.0, 0.9), ("gamma", 0.0, 0.1)):
+        value = optim.get(key, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value >= least:
+            raise ValueError(f"optim.{key}={value!r}: must be a number >= {least}")
+    step_epochs = optim.get("step_epochs", 10)
+    if not isinstance(step_epochs, int) or isinstance(step_epochs, bool) or step_epochs < 1:
+        raise ValueError(f"optim.step_epochs={step_epochs!r}: must be an integer >= 1")
+
 
 class ImageClassifier(LightningModule):
     """A :class:`~trainers.stages.StagedNetwork` trained with cross-entropy.
@@ -34,6 +61,10 @@ class ImageClassifier(LightningModule):
         optim: the ``optim`` section (optimizer, learning rate, schedule).
         input_shape: one example's shape, e.g. ``(1, 28, 28)``.
         num_classes: number of classes.
+
+    Raises:
+        ValueError: for ``optim`` settings :meth:`configure_optimizers` would refuse
+            (:func:`check_optim`), at construction rather than when fitting starts.
     """
 
     def __init__(
@@ -45,6 +76,7 @@ class ImageClassifier(LightningModule):
         num_classes: int,
     ) -> None:
         super().__init__()
+        check_optim(optim)
         # Saved into checkpoints (plain values, so they load with weights_only); not sent to
         # the logger, which gets the run's whole config.
         self.save_hyperparameters(logger=False)
