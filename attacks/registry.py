@@ -140,9 +140,19 @@ class AttackEntry:
         unknown = [key for key in keys if key != "name" and key not in self.keys]
         if unknown:
             raise ValueError(
-                f"{unknown[0]}: attack {self.name!r} takes no such key (its keys: "
+                f"{unknown[0]}: unknown key for attack {self.name!r} (its keys: "
                 f"{', '.join(self.keys)})"
             )
+
+    def defaults(self) -> dict[str, Any]:
+        """The constructor's default of every config key (imports the attack class): what a
+        ``null`` in a config means, so that composed configs and W&B show the values used."""
+        parameters = inspect.signature(self.load().__init__).parameters
+        return {
+            key: parameters[key].default
+            for key in self.keys
+            if parameters[key].default is not inspect.Parameter.empty
+        }
 
     def load(self) -> type:
         """The attack class, imported now if it was given as ``"module:Class"``.

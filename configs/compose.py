@@ -196,7 +196,18 @@ def check_attack(section: Mapping[str, Any], key: str, source: str = "") -> dict
         raise ConfigError(f"{key}.{_describe(error, source or 'attack ' + name)}") from None
     container = OmegaConf.to_container(typed, enum_to_str=True)
     assert isinstance(container, dict)
+    for field_name, default in entry.defaults().items():
+        if container.get(field_name) is None and _plain(default):
+            container[field_name] = list(default) if isinstance(default, tuple) else default
     return {"name": name, **container}
+
+
+def _plain(value: Any) -> bool:
+    """Whether a constructor default can be written into a config (a number, string, bool or
+    a tuple of them; enums by value)."""
+    if isinstance(value, tuple):
+        return all(_plain(item) for item in value)
+    return isinstance(value, (bool, int, float, str))
 
 
 def _with_family_sections(config: DictConfig) -> DictConfig:
