@@ -71,7 +71,9 @@ def add_wandb_arguments(parser: Any) -> None:
     """``--wandb``, ``--wandb-project`` and ``--wandb-group`` for commands that are not
     training runs (attack, transfer, units, spectral)."""
     parser.add_argument("--wandb", action="store_true", help="log results to a W&B run")
-    parser.add_argument("--wandb-project", default="intriguing", help="W&B project")
+    parser.add_argument(
+        "--wandb-project", default=None, help="W&B project ($WANDB_PROJECT, else intriguing)"
+    )
     parser.add_argument("--wandb-group", default=None, help="W&B group of the run")
 
 

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from intriguing import __version__
-from intriguing.attacks.factory import ATTACKS
 from intriguing.cli import parsers
 from intriguing.cli.main import resolve_handler
 from intriguing.datamodules.datamodule import TENSOR_SPLITS
@@ -51,7 +50,6 @@ def test_version():
 
 def test_parser_choices_match_the_library():
     assert parsers.TENSOR_SPLITS == TENSOR_SPLITS
-    assert parsers.ATTACKS == ATTACKS
 
 
 def test_handlers_resolve():
