@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from timing import framework_epoch
 
-from intriguing.cli.experiment import build_classifier
 from intriguing.configs import compose, to_container
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.build import build_classifier
 from intriguing.trainers.networks import decay_groups
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
-import intriguing.cli.experiment as experiment
+import intriguing.pipelines.train as experiment
 from intriguing.attacks import LBFGSAttack
 from intriguing.cli.main import main as cli
 from intriguing.datamodules import build_datamodule, sources

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from intriguing.cli.experiment import build_classifier, build_trainer, training_callbacks
 from intriguing.configs import compose, to_container
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.build import build_classifier, build_trainer, training_callbacks
 
 
 class EpochTimer(pl.Callback):

@@ -41,9 +41,12 @@ from intriguing.analysis.tables import markdown_table
 from intriguing.analysis.transfer import checkpoint_names
 from intriguing.attacks.peers import import_torchattacks
 from intriguing.cli.arguments import torch_device
+from intriguing.cli.spectral import build_model, load_weights
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.runs import new_run_dir
 from intriguing.pipelines.tracking import analysis_run
+from intriguing.pipelines.transfer import data_settings
 from intriguing.trainers import CheckpointError, load_classifier
 from intriguing.trainers.checkpoints import load_lightning_module
 
@@ -94,8 +97,6 @@ def load_models(args: argparse.Namespace) -> tuple[dict[str, nn.Module], dict[st
             else:
                 models[name] = load_classifier(path).network.eval()
         return models, _data_settings(paths, args.data)
-    from intriguing.cli.spectral import build_model, load_weights
-
     model = build_model(args.model)  # ConfigError naming the option
     if args.state_dict:
         load_weights(model, Path(args.state_dict))
@@ -105,8 +106,6 @@ def load_models(args: argparse.Namespace) -> tuple[dict[str, nn.Module], dict[st
 def _data_settings(paths: list[Path], dataset: str | None) -> dict[str, Any]:
     """The data set the checkpoints were trained on (their saved data module settings; the
     first one's), or ``dataset``."""
-    from intriguing.cli.transfer import data_settings
-
     return data_settings(paths, dataset)
 
 
@@ -233,8 +232,6 @@ def _source(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 
 def _new_folder() -> Path:
-    from intriguing.cli.experiment import new_run_dir
-
     return new_run_dir("outputs", "evaluate")
 
 

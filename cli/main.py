@@ -51,7 +51,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 def run_errors() -> tuple[type[BaseException], ...]:
     """Failures after a run trained and wrote its summary: one line, exit status 1."""
-    from intriguing.cli.experiment import RunError
+    from intriguing.pipelines.runs import RunError
 
     return (RunError,)
 

@@ -12,7 +12,9 @@ import argparse
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from intriguing.configs import compose
+from intriguing.cli.formatting import format_comparison, format_summary
+from intriguing.configs import compose, to_yaml
+from intriguing.pipelines.train import log_comparison, train, train_with_baseline
 from intriguing.pipelines.validate import validate_run_config
 
 
@@ -20,25 +22,15 @@ def run(args: argparse.Namespace) -> int:
     config = compose(args.overrides)
     validate_run_config(config)
     if args.print_config:
-        from intriguing.configs import to_yaml
-
         print(to_yaml(config), end="")
         return 0
-    from intriguing.cli.experiment import (
-        format_comparison,
-        format_summary,
-        log_comparison,
-        run_experiment,
-        run_with_baseline,
-    )
-
     if config.compare_baseline:
-        summary, baseline, reused = run_with_baseline(config)
-        _print(format_summary(summary))
-        _print(format_comparison(summary, baseline, reused))
-        log_comparison(config, summary, baseline)  # the same table to W&B, in the run's group
+        comparison = train_with_baseline(config)
+        _print(format_summary(comparison.run))
+        _print(format_comparison(comparison.run, comparison.baseline, comparison.baseline_reused))
+        log_comparison(config, comparison.run, comparison.baseline)  # the same table, to W&B
     else:
-        _print(format_summary(run_experiment(config)))
+        _print(format_summary(train(config)))
     return 0
 
 

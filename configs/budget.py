@@ -68,7 +68,7 @@ class TransferBudget:
 class AdversarialTrainingBudget:
     """Section 4.2: each of ``experiments`` (variants with the backfeed callback, e.g. the
     paper's L-BFGS pools and a cheaper FGSM pool) and the one run they share without it
-    (``cli.experiment.baseline_config``), once per seed. The variants must differ only in
+    (``pipelines.train.baseline_config``), once per seed. The variants must differ only in
     their backfeed settings, so that every one is compared with the same baseline. Clean
     and adversarial test error and minimum distortion come from the runs' ``evaluation``
     section."""

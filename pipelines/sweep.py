@@ -10,14 +10,13 @@ run records (:class:`~intriguing.callbacks.history.MetricHistory`), whether to s
 the histories of the sweep's earlier runs; a run it names is terminated, as an agent
 terminates it. Bayes search asks the engine for each point given the results so far.
 
-Every point runs as its own process (:func:`run_process`), not through ``run_experiment``
-in this one: it is the agent's own command, so what runs here is what runs under
-``wandb agent``; a point may use DDP (Lightning's launcher re-runs the current command line,
-which would be the whole sweep); nothing leaks from one point to the next (W&B's global run,
-seeds, CUDA memory); a crashed point is recorded as failed while the sweep goes on; and a
-run can be stopped. The training entry point is still in ``intriguing.cli.experiment``
-(``RunSummary``, :func:`find_finished_run`, :func:`new_run_dir`), imported from there until
-it moves into this package.
+Every point runs as its own process (:func:`run_process`), not through
+:func:`pipelines.train.train` in this one: it is the agent's own command, so what runs here
+is what runs under ``wandb agent``; a point may use DDP (Lightning's launcher re-runs the
+current command line, which would be the whole sweep); nothing leaks from one point to the
+next (W&B's global run, seeds, CUDA memory); a crashed point is recorded as failed while the
+sweep goes on; and a run can be stopped. Run folders and their summaries are
+:mod:`pipelines.runs`'s (``RunSummary``, :func:`find_finished_run`, :func:`new_run_dir`).
 
 What this runner adds to the engine stays small: offline runs, a resumable sweep folder
 ``OUTPUT_DIR/sweeps/NAME/`` (``runs.json``: every point's state and metric history; points
@@ -46,10 +45,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from intriguing.analysis.tables import csv_table, markdown_lines
 from intriguing.callbacks.history import HISTORY_FILE, read_history
-from intriguing.cli.experiment import RunSummary, find_finished_run, new_run_dir
 from intriguing.configs import ConfigError, compose
 from intriguing.configs.compose import GROUPS
 from intriguing.pipelines import sweep_file
+from intriguing.pipelines.runs import RunSummary, find_finished_run, new_run_dir
 from intriguing.pipelines.sweep_file import (
     Sweep,
     agent_words,

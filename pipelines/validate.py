@@ -16,7 +16,7 @@ is mapped by :func:`intriguing.configs.config_error`.
 
 Callers: ``intriguing train`` (also under ``--print-config``) calls it before anything else;
 the training pipeline calls it at the start of a run and before a baseline trains (for the
-pipelines package: call it first thing in ``train`` / ``run_with_baseline``).
+pipelines package: call it first thing in ``train`` / ``train_with_baseline``).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import torch
 from omegaconf import DictConfig
 
 from intriguing.callbacks import AdversarialBackfeed, SpectralMonitor
-from intriguing.cli.experiment import check_evaluation, training_callbacks
 from intriguing.configs import building, to_container
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.build import training_callbacks
+from intriguing.pipelines.evaluation import check_evaluation
 from intriguing.trainers import ImageClassifier
 from intriguing.trainers.classifier import check_optim
 

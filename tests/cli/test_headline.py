@@ -9,14 +9,10 @@ from pathlib import Path
 import pytest
 
 from intriguing.analysis import robustness
-from intriguing.cli.experiment import (
-    RunSummary,
-    comparison_table,
-    format_comparison,
-    format_summary,
-    log_comparison,
-)
+from intriguing.cli.formatting import format_comparison, format_summary
 from intriguing.configs import compose
+from intriguing.pipelines.runs import RunSummary
+from intriguing.pipelines.train import comparison_table, log_comparison
 
 from ..wandb_runs import logged_table, run_record, run_records
 

@@ -22,10 +22,10 @@ from intriguing.analysis.report import (
     Table,
     table_records,
 )
-from intriguing.cli.reproduce import log_report
-from intriguing.cli.study import departures, plan_study
 from intriguing.configs import ConfigError
 from intriguing.configs.budget import load_budget
+from intriguing.pipelines.reproduce import log_report
+from intriguing.pipelines.study import departures, plan_study
 
 from .conftest import wandb_summary
 

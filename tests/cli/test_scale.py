@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from intriguing.cli.experiment import RUN_DIR_VARIABLE, choose_run_dir
 from intriguing.configs import ConfigError, compose
+from intriguing.pipelines.runs import RUN_DIR_VARIABLE, choose_run_dir
 
 from .conftest import SCRIPT, wandb_summary
 

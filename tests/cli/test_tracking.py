@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from intriguing.cli.experiment import comparison_group, resumed_tracking
 from intriguing.cli.reproduce import study_group
 from intriguing.configs import compose, to_yaml
 from intriguing.pipelines import tracking
+from intriguing.pipelines.runs import resumed_tracking
+from intriguing.pipelines.train import comparison_group
 
 from ..wandb_runs import logged_table, run_record, run_records
 from .conftest import read_summary, wandb_summary

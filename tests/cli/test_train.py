@@ -10,10 +10,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-import intriguing.cli.experiment as experiment_module
-from intriguing.cli.experiment import find_finished_run, resolve_resume, run_experiment
+import intriguing.pipelines.evaluation as experiment_module
 from intriguing.configs import available, compose
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.runs import find_finished_run, resolve_resume
+from intriguing.pipelines.train import train as run_experiment
 from intriguing.trainers import load_classifier
 
 from .conftest import read_summary, wandb_summary

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from intriguing.cli.main import main
-from intriguing.cli.zoo import load_zoo
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.zoo import load_zoo
 from intriguing.trainers import load_classifier
 
 from .conftest import read_summary, wandb_summary

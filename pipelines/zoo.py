@@ -11,7 +11,7 @@ and the names its rows and columns give them::
 
 :func:`ensure_trained` trains whichever of them has no finished run yet and returns every
 checkpoint. A finished run (below ``output_dir/NAME``, with ``summary.json`` and its
-checkpoint) is reused when its config has the same :func:`cli.experiment.fingerprint` as the
+checkpoint) is reused when its config has the same :func:`pipelines.runs.fingerprint` as the
 one asked for, i.e. the same experiment with the same overrides, up to keys that do not change
 what is trained (logger, progress bar, output folder).
 """
@@ -21,15 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from omegaconf import DictConfig
 
 from intriguing.configs import ConfigError, available, compose
 from intriguing.configs.compose import CONFIG_ROOT, _load_yaml
-
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
-
-    from intriguing.cli.experiment import RunSummary
+from intriguing.pipelines.runs import RunSummary, find_finished_run
+from intriguing.pipelines.train import train
 
 ZOO_GROUP = "zoo"
 TABLES = (2, 4)
@@ -143,15 +142,13 @@ def ensure_run(
     """The finished run of ``config`` (same fingerprint, with its checkpoint), else a new
     one trained now. Returns ``(RunSummary, reused)``; ``step`` prefixes the lines given to
     ``report``."""
-    from intriguing.cli.experiment import find_finished_run, run_experiment
-
     step = step or str(config.name)
     finished = find_finished_run(config)
     if finished is not None and finished.checkpoint:
         report(f"{step}: reusing {finished.run_dir}")
         return finished, True
     report(f"{step}: training (no finished run with this config below {config.output_dir})")
-    summary = run_experiment(config)
+    summary = train(config)
     if not summary.checkpoint or not Path(summary.checkpoint).is_file():
         raise ConfigError(
             f"{config.name}: the run in {summary.run_dir} saved no checkpoint "

@@ -3,9 +3,9 @@
 :func:`plan_study` composes every training run a budget asks for (and so checks all of them
 before anything is trained): the models of Table 1 (``configs/zoo/table2.yaml``) and of
 Table 3 (``table4.yaml``), the adversarial-training comparison (each backfeed variant and
-the one baseline they share, :func:`cli.experiment.baseline_config`, once per seed), the
+the one baseline they share, :func:`pipelines.train.baseline_config`, once per seed), the
 network of the unit analysis and, if the budget asks, that network trained with backfeeding.
-:func:`run_study` then trains what has no finished run (:func:`cli.zoo.ensure_run`: a run
+:func:`run_study` then trains what has no finished run (:func:`pipelines.zoo.ensure_run`: a run
 with the same config fingerprint is reused), measures Tables 1 to 5, the adversarial-
 training comparison and the unit analysis, and returns
 :class:`~analysis.reproduction.StudyResults`. Adversarial sets are cached
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightning
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -42,15 +43,16 @@ from intriguing.analysis.reproduction import (
 from intriguing.analysis.robustness import ATTACK_LABELS, headline_figures
 from intriguing.analysis.spectral import network_bounds
 from intriguing.analysis.transfer import AdversarialCache, TransferStudy, error_rate, transfer_study
-from intriguing.analysis.units import analyse_units
+from intriguing.analysis.units import UnitAnalysis, analyse_units
 from intriguing.attacks.registry import attack_entry
-from intriguing.cli.experiment import baseline_config, fingerprint
-from intriguing.cli.units import save_outputs
-from intriguing.cli.zoo import Zoo, ensure_run, load_zoo
 from intriguing.configs import ConfigError, compose, to_container
 from intriguing.configs.budget import ReproduceBudget
 from intriguing.configs.schema import AttackConfig
 from intriguing.datamodules import ImageDataModule, build_datamodule
+from intriguing.pipelines.runs import fingerprint
+from intriguing.pipelines.train import baseline_config
+from intriguing.pipelines.units import save_outputs
+from intriguing.pipelines.zoo import Zoo, ensure_run, load_zoo
 from intriguing.trainers import load_classifier
 from intriguing.trainers.stages import StagedNetwork
 
@@ -132,39 +134,43 @@ class StudyPlan:
         return None
 
 
-def plan_study(
-    budget: ReproduceBudget, overrides: Sequence[str] = (), *, group: str | None = None
-) -> StudyPlan:
-    """Compose every run of the study: the budget's overrides for every run, then its
-    overrides for the experiment, then ``overrides`` (the command line's), then
-    ``logger.group=group`` and the run's role as its W&B job type (``table1``, ``table3``,
-    ``backfeed``, ``baseline``, ``units``, ``units-backfeed``)."""
-    extra = [*overrides, *([f"logger.group={group}"] if group else [])]
+@dataclass(frozen=True)
+class RunComposer:
+    """Composes the study's runs: the budget's overrides for every run, then its overrides
+    for the experiment, then ``extra`` (the command line's, and the W&B group), then the
+    run's role as its W&B job type, then ``more``."""
 
-    def planned(
-        experiment: str, *more: str, role: str, key: str | None = None, name: str = ""
+    budget: ReproduceBudget
+    extra: tuple[str, ...] = ()
+
+    def run(
+        self, experiment: str, *more: str, role: str, key: str | None = None, name: str = ""
     ) -> PlannedRun:
+        """The run of ``experiment`` (keyed ``key``, else the experiment's name)."""
         words = [
             f"experiment={experiment}",
-            *budget.training.overrides,
-            *budget.training.experiments.get(experiment, []),
-            *extra,
+            *self.budget.training.overrides,
+            *self.budget.training.experiments.get(experiment, []),
+            *self.extra,
             f"logger.job_type={role}",
             *more,
         ]
         return PlannedRun(key or experiment, experiment, compose(words), name or experiment)
 
-    def zoo_runs(zoo: Zoo, role: str) -> list[PlannedRun]:
-        return [planned(m.experiment, role=role, name=m.name) for m in zoo.models]
+    def zoo_runs(self, zoo: Zoo, role: str) -> list[PlannedRun]:
+        """One run per model of ``zoo``, named as its tables name it."""
+        return [self.run(m.experiment, role=role, name=m.name) for m in zoo.models]
 
-    table1 = zoo_runs(load_zoo(TABLE1_ZOO), "table1")
-    table3 = zoo_runs(load_zoo(TABLE3_ZOO), "table3")
-    section = budget.adversarial_training
-    variants = []
-    for experiment in section.experiments:
+    def variant(self, experiment: str) -> BackfeedVariant:
+        """A backfeed experiment of the adversarial-training comparison, one run per seed.
+
+        Raises:
+            ConfigError: when its backfeed callback is off.
+        """
+        seeds = self.budget.adversarial_training.seeds
         runs = [
-            planned(experiment, f"seed={seed}", role="backfeed", key=f"{experiment}/seed{seed}")
-            for seed in section.seeds
+            self.run(experiment, f"seed={seed}", role="backfeed", key=f"{experiment}/seed{seed}")
+            for seed in seeds
         ]
         backfeed = runs[0].config.backfeed
         if not backfeed.enabled:
@@ -172,9 +178,26 @@ def plan_study(
                 f"adversarial_training.experiments: {experiment}'s backfeed callback is off "
                 "(backfeed.enabled=false), there is nothing to compare"
             )
-        variants.append(
-            BackfeedVariant(experiment, runs, backfeed_text(backfeed), backfeed_settings(backfeed))
+        return BackfeedVariant(
+            experiment, runs, backfeed_text(backfeed), backfeed_settings(backfeed)
         )
+
+
+def plan_study(
+    budget: ReproduceBudget, overrides: Sequence[str] = (), *, group: str | None = None
+) -> StudyPlan:
+    """Compose every run of the study (:class:`RunComposer`: the budget's overrides for every
+    run, then its overrides for the experiment, then ``overrides`` (the command line's), then
+    ``logger.group=group`` and the run's role as its W&B job type: ``table1``, ``table3``,
+    ``backfeed``, ``baseline``, ``units``, ``units-backfeed``).
+
+    Raises:
+        ConfigError: a run that does not compose, a compared experiment without backfeeding,
+            variants that cannot share one baseline, a spectral model not in the study.
+    """
+    composer = RunComposer(budget, (*overrides, *([f"logger.group={group}"] if group else [])))
+    section = budget.adversarial_training
+    variants = [composer.variant(experiment) for experiment in section.experiments]
     baselines = [
         shared_baseline([variant.runs[index] for variant in variants], seed)
         for index, seed in enumerate(section.seeds)
@@ -182,17 +205,17 @@ def plan_study(
     plan = StudyPlan(
         budget,
         list(overrides),
-        table1,
-        table3,
+        composer.zoo_runs(load_zoo(TABLE1_ZOO), "table1"),
+        composer.zoo_runs(load_zoo(TABLE3_ZOO), "table3"),
         baselines,
         variants,
-        planned(budget.units.experiment, role="units"),
+        composer.run(budget.units.experiment, role="units"),
     )
-    existing = plan.by_experiment(budget.units.experiment)
-    if existing is not None:
-        plan.units = existing
+    plan.units = plan.by_experiment(budget.units.experiment) or plan.units
     if budget.spectral.backfeed_experiment is not None:
-        plan.units_backfeed = planned(budget.spectral.backfeed_experiment, role="units-backfeed")
+        plan.units_backfeed = composer.run(
+            budget.spectral.backfeed_experiment, role="units-backfeed"
+        )
         if not plan.units_backfeed.config.backfeed.enabled:
             raise ConfigError(
                 f"spectral.backfeed_experiment={budget.spectral.backfeed_experiment}: its "
@@ -210,7 +233,7 @@ def plan_study(
 
 def shared_baseline(runs: Sequence[PlannedRun], seed: int) -> PlannedRun:
     """The run without backfeeding that every variant in ``runs`` (one seed's runs) is
-    compared with: :func:`cli.experiment.baseline_config` of the first. The others' baselines
+    compared with: :func:`pipelines.train.baseline_config` of the first. The others' baselines
     must train the same (equal fingerprints once their switched-off ``backfeed`` and
     ``transfer`` sections are set aside), else the variants would not share one baseline
     and the error names the keys in which they differ."""
@@ -333,31 +356,36 @@ class StudyData:
         return self._modules[key]
 
 
-def run_study(
-    plan: StudyPlan,
-    *,
-    out: Path,
-    cache_dir: Path,
-    device: torch.device,
-    progress: bool = False,
-    report: Callable[[str], None] = print,
-    commands: Sequence[str] = (),
-    budget_text: str = "",
-) -> StudyResults:
-    """Train, measure and collect everything the report shows (see the module docstring)."""
-    budget = plan.budget
-    timer = StepTimer(report)
-    load = os.getloadavg()
-    cache = AdversarialCache(cache_dir)
-    data = StudyData()
+class StudyRunner:
+    """The steps of a study on one device: training what has no finished run, then each
+    measurement, with the data sets (:class:`StudyData`), the adversarial cache and the
+    trained networks shared between steps. ``report`` takes each line of progress."""
 
-    runs = plan.runs()
-    with timer.step(f"Train the models ({len(runs)} runs)"):
+    def __init__(
+        self,
+        plan: StudyPlan,
+        *,
+        cache_dir: Path,
+        device: torch.device,
+        progress: bool = False,
+        report: Callable[[str], None] = print,
+    ) -> None:
+        self.plan = plan
+        self.cache = AdversarialCache(cache_dir)
+        self.device = device
+        self.progress = progress
+        self.report = report
+        self.data = StudyData()
+        self._figures: dict[str, dict[str, float]] = {}
+
+    def train(self) -> None:
+        """Train every run of the plan that has no finished run (:func:`ensure_run`)."""
+        runs = self.plan.runs()
         for index, run in enumerate(runs, start=1):
             summary, reused = ensure_run(
-                run.config, step=f"[{index}/{len(runs)}] {run.key}", report=report
+                run.config, step=f"[{index}/{len(runs)}] {run.key}", report=self.report
             )
-            plan.trained[run.key] = TrainedRun(
+            self.plan.trained[run.key] = TrainedRun(
                 key=run.key,
                 experiment=run.experiment,
                 run_dir=str(summary.run_dir),
@@ -368,33 +396,39 @@ def run_study(
                 metrics=dict(summary.metrics),
             )
 
-    def network(run: PlannedRun) -> StagedNetwork:
-        module = data.module(run.config)
-        path = plan.trained[run.key].checkpoint
-        return load_classifier(path, input_shape=module.input_shape).network.eval().to(device)
+    def network(self, run: PlannedRun) -> StagedNetwork:
+        """The trained network of ``run`` (after :meth:`train`), in eval mode on the device."""
+        module = self.data.module(run.config)
+        path = self.plan.trained[run.key].checkpoint
+        classifier = load_classifier(path, input_shape=module.input_shape)
+        return classifier.network.eval().to(self.device)
 
-    distortion_attack = attack_settings(budget.distortion.attack)
-
-    def measured(runs: list[PlannedRun]) -> tuple[list[ModelMeasurement], dict[str, Any]]:
+    def measure(
+        self, runs: list[PlannedRun]
+    ) -> tuple[list[ModelMeasurement], dict[str, StagedNetwork]]:
+        """Tables 1 and 3: each run's training and test error and minimum distortion on the
+        first training images; returns the measurements and the networks by model name."""
+        section = self.plan.budget.distortion
+        attack = attack_settings(section.attack)
         measurements, networks = [], {}
         for run in runs:
-            module = data.module(run.config)
-            networks[run.name] = network(run)
+            module = self.data.module(run.config)
+            networks[run.name] = self.network(run)
             measurement = measure_model(
                 networks[run.name],
                 name=run.name,
                 experiment=run.experiment,
                 train=module.tensors("train"),
                 test=module.tensors("test"),
-                attack=distortion_attack,
-                examples=budget.distortion.examples,
-                checkpoint=plan.trained[run.key].checkpoint,
-                cache=cache,
-                batch_size=budget.distortion.batch_size,
-                progress=progress,
+                attack=attack,
+                examples=section.examples,
+                checkpoint=self.plan.trained[run.key].checkpoint,
+                cache=self.cache,
+                batch_size=section.batch_size,
+                progress=self.progress,
             )
             how = "from the cache" if measurement.cached else "attacked"
-            report(
+            self.report(
                 f"{run.name}: train error {measurement.train_error:.2%}, test error "
                 f"{measurement.test_error:.2%}, min distortion {measurement.distortion:.4f} "
                 f"({measurement.distortion_examples} training images, {how})"
@@ -402,21 +436,24 @@ def run_study(
             measurements.append(measurement)
         return measurements, networks
 
-    with timer.step("Tables 1 and 3: errors and minimum distortion on training images"):
-        table1, table1_networks = measured(plan.table1)
-        table3, table3_networks = measured(plan.table3)
-
-    transfer = budget.transfer
-    transfer_attack = attack_settings(transfer.attack)
-
-    def study(runs: list[PlannedRun], networks: dict[str, Any], table: int) -> TransferStudy:
-        module = data.module(runs[0].config)
+    def transfer(
+        self,
+        runs: list[PlannedRun],
+        networks: dict[str, StagedNetwork],
+        table: int,
+        split_distortions: dict[str, float],
+    ) -> TransferStudy:
+        """Table 2 (``table=2``) or Tables 3 and 4 (``table=4``, with the P1/P2 splits) of
+        ``runs``' networks, on the first test images of the budget's ``transfer`` section."""
+        section = self.plan.budget.transfer
+        attack = attack_settings(section.attack)
+        module = self.data.module(runs[0].config)
         images, labels = module.tensors("test")
-        count = len(labels) if transfer.examples is None else min(transfer.examples, len(labels))
+        count = len(labels) if section.examples is None else min(section.examples, len(labels))
         described = (
             f"{module.name} test, "
             + (f"all {count:,} images" if count == len(labels) else f"first {count:,} images")
-            + f", {attack_text(transfer_attack)}"
+            + f", {attack_text(attack)}"
         )
         splits = None
         if table == 4:
@@ -429,67 +466,164 @@ def run_study(
             networks,
             images[:count],
             labels[:count],
-            transfer_attack,
+            attack,
             table=table,
-            checkpoints={run.name: plan.trained[run.key].checkpoint for run in runs},
-            cache=cache,
+            checkpoints={run.name: self.plan.trained[run.key].checkpoint for run in runs},
+            cache=self.cache,
             splits=splits,
-            split_distortions={m.name: m.distortion for m in table3},
+            split_distortions=split_distortions,
             split_distortion_note="the average minimum distortion on its training images, "
             "as in Table 1",
             described=described,
-            grid_examples=transfer.grid_examples,
-            batch_size=transfer.batch_size,
-            seed=transfer.seed,
-            progress=progress,
-            report=report,
+            grid_examples=section.grid_examples,
+            batch_size=section.batch_size,
+            seed=section.seed,
+            progress=self.progress,
+            report=self.report,
         )
 
-    with timer.step("Table 2: cross-model generalisation"):
-        table2 = study(plan.table1, table1_networks, 2)
-    with timer.step("Tables 3 and 4: cross-training-set generalisation"):
-        table4 = study(plan.table3, table3_networks, 4)
+    def units(self, out: Path) -> tuple[UnitAnalysis, dict[str, Path]]:
+        """Units versus random directions of the budget's ``units`` section, its figures
+        written below ``out/units``; returns the analysis and the figures' paths by name.
 
-    with timer.step("Adversarial training: with and without backfeeding"):
-        comparisons = _adversarial_training(plan, data, network, report)
-
-    with timer.step("Units versus random directions"):
-        units_run = plan.units
-        module = data.module(units_run.config)
+        Raises:
+            ConfigError: when the network has no layer ``units.layer``.
+        """
+        section = self.plan.budget.units
+        run = self.plan.units
+        module = self.data.module(run.config)
         images, labels = module.tensors("test")
-        count = (
-            len(labels) if budget.units.images is None else min(budget.units.images, len(labels))
-        )
-        units_network = network(units_run)
-        if budget.units.layer not in units_network.layer_names:
+        count = len(labels) if section.images is None else min(section.images, len(labels))
+        network = self.network(run)
+        if section.layer not in network.layer_names:
             raise ConfigError(
-                f"units.layer={budget.units.layer}: {units_run.experiment} has no such layer "
-                f"(its layers: {', '.join(units_network.layer_names)})"
+                f"units.layer={section.layer}: {run.experiment} has no such layer "
+                f"(its layers: {', '.join(network.layer_names)})"
             )
         units = analyse_units(
-            units_network,
-            budget.units.layer,
+            network,
+            section.layer,
             images[:count],
             labels[:count],
-            directions=budget.units.directions,
-            top_k=budget.units.top_k,
-            seed=budget.units.seed,
+            directions=section.directions,
+            top_k=section.top_k,
+            seed=section.seed,
             num_classes=module.num_classes,
         )
         paths = save_outputs(
-            units,
-            images[:count],
-            labels[:count],
-            out / "units",
-            rows=budget.units.rows,
-            split="test",
+            units, images[:count], labels[:count], out / "units", rows=section.rows, split="test"
         )
-        figures = {f"units_{kind}": path for kind, path in paths.items() if path.suffix == ".png"}
-        report(units.to_markdown())
+        self.report(units.to_markdown())
+        return units, {f"units_{kind}": p for kind, p in paths.items() if p.suffix == ".png"}
 
+    def adversarial_training(self) -> list[SeedComparison]:
+        """One comparison per backfeed variant, each with the shared baseline: clean test
+        error (measured here, whole test set, eval mode) and the runs' own robust error at
+        each budget, FGSM error and minimum distortion (their ``evaluation`` section,
+        :func:`analysis.reproduction.recorded_figures`)."""
+        plan = self.plan
+        comparisons = []
+        for variant in plan.variants:
+            runs: dict[str, list[dict[str, float]]] = {"backfeed": [], "baseline": []}
+            for seed, baseline, run in zip(plan.seeds, plan.baselines, variant.runs, strict=True):
+                runs["baseline"].append(self.figures(baseline, seed, "without backfeeding"))
+                runs["backfeed"].append(self.figures(run, seed, variant.experiment))
+            evaluation = variant.runs[0].config.evaluation  # the baseline's too (shared_baseline)
+            metrics = plan.trained[variant.runs[0].key].metrics
+            comparisons.append(
+                SeedComparison(
+                    seeds=plan.seeds,
+                    runs=runs,
+                    experiment=variant.experiment,
+                    description=variant.description,
+                    settings=variant.settings,
+                    attack=evaluation_text(evaluation),
+                    examples=int(metrics.get("eval/examples", 0)),
+                    robust_examples=int(metrics.get("eval/robust_examples", 0)),
+                )
+            )
+        return comparisons
+
+    def figures(self, run: PlannedRun, seed: int, label: str) -> dict[str, float]:
+        """A compared run's figures (measured once per run): its clean test error and the
+        figures its own evaluation recorded; reported as one line."""
+        if run.key not in self._figures:
+            images, labels = self.data.module(run.config).tensors("test")
+            found = {
+                "test_error": error_rate(self.network(run), images, labels),
+                **recorded_figures(self.plan.trained[run.key].metrics),
+            }
+            self._figures[run.key] = found
+            shown = [CLEAN_FIGURE, *headline_figures(found)]
+            self.report(
+                f"seed {seed}, {label}: "
+                + ", ".join(
+                    f"{f.label} {found[f.key]:.2%}"
+                    if f.percent
+                    else f"{f.label} {found[f.key]:.4f}"
+                    for f in shown
+                )
+            )
+        return self._figures[run.key]
+
+    def spectral(self) -> list[SpectralModel]:
+        """Table 5: the upper Lipschitz bounds of the budget's ``spectral`` models, of the
+        first seed's compared runs when asked, and of the units network with backfeeding."""
+        plan = self.plan
+        section = plan.budget.spectral
+        chosen: list[tuple[PlannedRun, str]] = []
+        for experiment in section.models:
+            run = plan.by_experiment(experiment)
+            assert run is not None  # checked by plan_study
+            chosen.append((run, "without backfeeding"))
+        if section.adversarial_training and plan.baselines:
+            seed = plan.seeds[0]
+            chosen.append((plan.baselines[0], f"seed {seed}, without backfeeding"))
+            for variant in plan.variants:
+                chosen.append((variant.runs[0], f"seed {seed}, {variant.description}"))
+        if plan.units_backfeed is not None:
+            chosen.append((plan.units_backfeed, "with backfeeding"))
+        models = []
+        for run, description in chosen:
+            bounds = network_bounds(self.network(run))
+            self.report(f"{run.key}: product of the layers' bounds {bounds.product:.4g}")
+            models.append(SpectralModel(run.key, description, bounds))
+        return models
+
+
+def run_study(
+    plan: StudyPlan,
+    *,
+    out: Path,
+    cache_dir: Path,
+    device: torch.device,
+    progress: bool = False,
+    report: Callable[[str], None] = print,
+    commands: Sequence[str] = (),
+    budget_text: str = "",
+) -> StudyResults:
+    """Train, measure and collect everything the report shows (see the module docstring):
+    the steps of :class:`StudyRunner`, each timed."""
+    budget = plan.budget
+    timer = StepTimer(report)
+    load = os.getloadavg()
+    runner = StudyRunner(plan, cache_dir=cache_dir, device=device, progress=progress, report=report)
+    with timer.step(f"Train the models ({len(plan.runs())} runs)"):
+        runner.train()
+    with timer.step("Tables 1 and 3: errors and minimum distortion on training images"):
+        table1, table1_networks = runner.measure(plan.table1)
+        table3, table3_networks = runner.measure(plan.table3)
+    distortions = {m.name: m.distortion for m in table3}
+    with timer.step("Table 2: cross-model generalisation"):
+        table2 = runner.transfer(plan.table1, table1_networks, 2, distortions)
+    with timer.step("Tables 3 and 4: cross-training-set generalisation"):
+        table4 = runner.transfer(plan.table3, table3_networks, 4, distortions)
+    with timer.step("Adversarial training: with and without backfeeding"):
+        comparisons = runner.adversarial_training()
+    with timer.step("Units versus random directions"):
+        units, figures = runner.units(out)
     with timer.step("Table 5: upper Lipschitz bounds"):
-        spectral = _spectral(plan, network, report)
-
+        spectral = runner.spectral()
     return StudyResults(
         budget=budget.name,
         budget_text=budget_text or OmegaConf.to_yaml(OmegaConf.structured(budget)),
@@ -500,7 +634,7 @@ def run_study(
         table4=table4,
         adversarial_training=comparisons,
         units=units,
-        units_model=f"{units_run.experiment} ({units_run.config.model.family} network)",
+        units_model=f"{plan.units.experiment} ({plan.units.config.model.family} network)",
         spectral=spectral,
         runs=list(plan.trained.values()),
         steps=timer.seconds,
@@ -508,61 +642,6 @@ def run_study(
         commands=list(commands),
         figures=figures,
     )
-
-
-def _adversarial_training(
-    plan: StudyPlan,
-    data: StudyData,
-    network: Callable[[PlannedRun], StagedNetwork],
-    report: Callable[[str], None],
-) -> list[SeedComparison]:
-    """One comparison per backfeed variant, each with the shared baseline: clean test error
-    (measured here, whole test set, eval mode) and the runs' own robust error at each budget,
-    FGSM error and minimum distortion (their ``evaluation`` section,
-    :func:`analysis.reproduction.recorded_figures`)."""
-    measured: dict[str, dict[str, float]] = {}
-
-    def figures(run: PlannedRun, seed: int, label: str) -> dict[str, float]:
-        if run.key not in measured:
-            images, labels = data.module(run.config).tensors("test")
-            found = {
-                "test_error": error_rate(network(run), images, labels),
-                **recorded_figures(plan.trained[run.key].metrics),
-            }
-            measured[run.key] = found
-            shown = [CLEAN_FIGURE, *headline_figures(found)]
-            report(
-                f"seed {seed}, {label}: "
-                + ", ".join(
-                    f"{f.label} {found[f.key]:.2%}"
-                    if f.percent
-                    else f"{f.label} {found[f.key]:.4f}"
-                    for f in shown
-                )
-            )
-        return measured[run.key]
-
-    comparisons = []
-    for variant in plan.variants:
-        runs: dict[str, list[dict[str, float]]] = {"backfeed": [], "baseline": []}
-        for seed, baseline, run in zip(plan.seeds, plan.baselines, variant.runs, strict=True):
-            runs["baseline"].append(figures(baseline, seed, "without backfeeding"))
-            runs["backfeed"].append(figures(run, seed, variant.experiment))
-        evaluation = variant.runs[0].config.evaluation  # the baseline's too (shared_baseline)
-        metrics = plan.trained[variant.runs[0].key].metrics
-        comparisons.append(
-            SeedComparison(
-                seeds=plan.seeds,
-                runs=runs,
-                experiment=variant.experiment,
-                description=variant.description,
-                settings=variant.settings,
-                attack=evaluation_text(evaluation),
-                examples=int(metrics.get("eval/examples", 0)),
-                robust_examples=int(metrics.get("eval/robust_examples", 0)),
-            )
-        )
-    return comparisons
 
 
 def evaluation_text(evaluation: DictConfig) -> str:
@@ -585,33 +664,6 @@ def evaluation_text(evaluation: DictConfig) -> str:
     parts.append(f"{attack_text(attack_settings(evaluation.attack))} for the adversarial error")
     parts.append(f"{attack_text(attack_settings(evaluation.distortion_attack))} for the distortion")
     return "; ".join(parts)
-
-
-def _spectral(
-    plan: StudyPlan,
-    network: Callable[[PlannedRun], StagedNetwork],
-    report: Callable[[str], None],
-) -> list[SpectralModel]:
-    section = plan.budget.spectral
-    chosen: list[tuple[PlannedRun, str]] = []
-    for experiment in section.models:
-        run = plan.by_experiment(experiment)
-        assert run is not None  # checked by plan_study
-        chosen.append((run, "without backfeeding"))
-    if section.adversarial_training and plan.baselines:
-        seed = plan.seeds[0]
-        chosen.append((plan.baselines[0], f"seed {seed}, without backfeeding"))
-        for variant in plan.variants:
-            chosen.append((variant.runs[0], f"seed {seed}, {variant.description}"))
-    if plan.units_backfeed is not None:
-        run = plan.units_backfeed
-        chosen.append((run, "with backfeeding"))
-    models = []
-    for run, description in chosen:
-        bounds = network_bounds(network(run))
-        report(f"{run.key}: product of the layers' bounds {bounds.product:.4g}")
-        models.append(SpectralModel(run.key, description, bounds))
-    return models
 
 
 def departures(plan: StudyPlan) -> list[str]:
@@ -670,8 +722,6 @@ def _inactive(config: DictConfig, key: str) -> bool:
 
 def machine(device: torch.device, load_at_start: tuple[float, float, float]) -> dict[str, str]:
     """What the study ran on, and how busy the machine was (load averages)."""
-    import lightning
-
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
