@@ -9,6 +9,7 @@ import torch
 
 from intriguing.configs import ConfigError
 from intriguing.datamodules.datamodule import DATA_KEYS
+from intriguing.pipelines.tracking import AnalysisTracking
 from intriguing.trainers.checkpoints import read_checkpoint
 
 
@@ -42,3 +43,13 @@ def torch_device(word: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {word}: CUDA is not available here")
     return device
+
+
+def wandb_tracking(args: Any) -> AnalysisTracking:
+    """Where a command's ``--wandb``, ``--wandb-project`` and ``--wandb-group`` options send
+    its results (options a command lacks count as not given)."""
+    return AnalysisTracking(
+        enabled=bool(getattr(args, "wandb", False)),
+        project=getattr(args, "wandb_project", None),
+        group=getattr(args, "wandb_group", None),
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from intriguing.attacks import build_attack, minimum_distortion
-from intriguing.cli.arguments import checkpoint_data, torch_device
+from intriguing.cli.arguments import checkpoint_data, torch_device, wandb_tracking
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
 from intriguing.pipelines.tracking import analysis_run
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
-    with analysis_run(args, job_type="attack", config=record) as wandb_run:
+    with analysis_run(wandb_tracking(args), job_type="attack", config=record) as wandb_run:
         if wandb_run is not None:
             wandb_run.summary.update(
                 {key: value for key, value in record.items() if key.startswith("attack/")}

@@ -40,7 +40,7 @@ from intriguing.analysis.plots import save_figure
 from intriguing.analysis.tables import markdown_table
 from intriguing.analysis.transfer import checkpoint_names
 from intriguing.attacks.peers import import_torchattacks
-from intriguing.cli.arguments import torch_device
+from intriguing.cli.arguments import torch_device, wandb_tracking
 from intriguing.cli.spectral import build_model, load_weights
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
@@ -244,7 +244,7 @@ def _log(
 ) -> None:
     """The table, the plot and each model's union error per budget, to W&B."""
     config = {key: value for key, value in record.items() if key != "models"}
-    with analysis_run(args, job_type="evaluate", config=config) as wandb_run:
+    with analysis_run(wandb_tracking(args), job_type="evaluate", config=config) as wandb_run:
         if wandb_run is None:
             return
         import wandb

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from intriguing.cli.arguments import wandb_tracking
 from intriguing.configs import ConfigError
 from intriguing.pipelines.tracking import analysis_run
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         source = {"checkpoint": str(args.checkpoint)} if args.checkpoint else config
         record = {**source, **bounds.summary(), "layers": bounds.rows()}
         _write(Path(args.json), json.dumps(record, indent=2) + "\n")
-    with analysis_run(args, job_type="spectral", config=config) as wandb_run:
+    with analysis_run(wandb_tracking(args), job_type="spectral", config=config) as wandb_run:
         if wandb_run is not None:
             _log(wandb_run, bounds)
     return 0

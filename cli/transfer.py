@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 
 from intriguing.analysis.transfer import checkpoint_names
 from intriguing.attacks.registry import attack_entry
-from intriguing.cli.arguments import torch_device
+from intriguing.cli.arguments import torch_device, wandb_tracking
 from intriguing.configs import ConfigError
 from intriguing.pipelines.runs import new_run_dir
 from intriguing.pipelines.transfer import log_transfer, run_transfer, write_transfer
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     print(result.study.matrix.to_markdown())
     print(f"wrote {', '.join(str(p) for p in files.values())}")
     print(f"wall time {result.seconds:.0f} s")
-    log_transfer(result, files, tracking=args, cache_dir=args.cache_dir)
+    log_transfer(result, files, tracking=wandb_tracking(args), cache_dir=args.cache_dir)
     return 0
 
 

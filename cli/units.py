@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from intriguing.analysis.units import UnitAnalysis, analyse_units
-from intriguing.cli.arguments import checkpoint_data
+from intriguing.cli.arguments import checkpoint_data, wandb_tracking
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
 from intriguing.pipelines.tracking import analysis_run
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         "top_k": args.top_k,
         "seed": args.seed,
     }
-    with analysis_run(args, job_type="units", config=config) as run:
+    with analysis_run(wandb_tracking(args), job_type="units", config=config) as run:
         if run is not None:
             _log(run, analysis, paths)
     return 0

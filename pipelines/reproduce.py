@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -20,7 +19,12 @@ import torch
 from intriguing.analysis.report import Report, build_report, draw_figures, table_records
 from intriguing.analysis.reproduction import StudyResults
 from intriguing.pipelines.study import StudyPlan, run_study
-from intriguing.pipelines.tracking import analysis_run, wandb_mode, wandb_project
+from intriguing.pipelines.tracking import (
+    AnalysisTracking,
+    analysis_run,
+    wandb_mode,
+    wandb_project,
+)
 
 
 @dataclass
@@ -130,10 +134,12 @@ def log_report(
     report: Report, results: StudyResults, files: dict[str, Path], *, project: str, group: str
 ) -> None:
     """One W&B run in the study's group: the HTML page, every table, the headline figures."""
-    args = SimpleNamespace(wandb=True, wandb_project=project, wandb_group=group)
     config = {"budget": results.budget, "departures": results.departures}
     with analysis_run(
-        args, job_type="reproduce", config=config, name=f"report-{results.budget}"
+        AnalysisTracking(enabled=True, project=project, group=group),
+        job_type="reproduce",
+        config=config,
+        name=f"report-{results.budget}",
     ) as run:
         if run is None:
             return

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import netrc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -149,25 +150,41 @@ def finish(logger: Logger | None) -> None:
             wandb.finish()
 
 
+@dataclass(frozen=True)
+class AnalysisTracking:
+    """Whether an analysis (an attack, a transfer study, a report) logs to a W&B run of its
+    own, and where: ``project`` (``None``: :func:`wandb_project`'s choice) and ``group``."""
+
+    enabled: bool = False
+    project: str | None = None
+    group: str | None = None
+
+
 @contextmanager
 def analysis_run(
-    args: Any, *, job_type: str, config: dict[str, Any], name: str | None = None
+    tracking: AnalysisTracking,
+    *,
+    job_type: str,
+    config: dict[str, Any],
+    name: str | None = None,
+    report: Callable[[str], None] = print,
 ) -> Iterator[Any]:
-    """A W&B run for an analysis command when ``args.wandb`` is set, else ``None``.
+    """A W&B run for an analysis when ``tracking.enabled``, else ``None``.
 
     The run is finished when the block ends, so that a process can start several runs;
     its mode follows :func:`wandb_mode` (offline without credentials), its folder
-    :func:`wandb_dir` and its project :func:`wandb_project` (``args.wandb_project`` when
-    given, else ``WANDB_PROJECT``, else ``intriguing``).
+    :func:`wandb_dir` and its project :func:`wandb_project` (``tracking.project`` when
+    given, else ``WANDB_PROJECT``, else ``intriguing``). Where the run is (its URL, or its
+    folder offline) is given to ``report`` when the block ends without an error.
     """
-    if not getattr(args, "wandb", False):
+    if not tracking.enabled:
         yield None
         return
     import wandb
 
     run = wandb.init(
-        project=wandb_project(getattr(args, "wandb_project", None)),
-        group=getattr(args, "wandb_group", None),
+        project=wandb_project(tracking.project),
+        group=tracking.group,
         name=name,
         job_type=job_type,
         mode=wandb_mode("auto"),
@@ -177,6 +194,6 @@ def analysis_run(
     )
     try:
         yield run
-        print(f"W&B run: {run.url or Path(run.dir).parent}")
+        report(f"W&B run: {run.url or Path(run.dir).parent}")
     finally:
         run.finish()

@@ -23,7 +23,7 @@ from torch import nn
 from intriguing.analysis.plots import save_figure
 from intriguing.analysis.transfer import AdversarialCache, TransferStudy, transfer_study
 from intriguing.datamodules import build_datamodule
-from intriguing.pipelines.tracking import analysis_run
+from intriguing.pipelines.tracking import AnalysisTracking, analysis_run
 from intriguing.trainers import CheckpointError, load_classifier
 from intriguing.trainers.checkpoints import read_checkpoint
 
@@ -213,13 +213,16 @@ def _slug(text: str) -> str:
 
 
 def log_transfer(
-    result: TransferResult, files: dict[str, Path], *, tracking: Any, cache_dir: Path | str
+    result: TransferResult,
+    files: dict[str, Path],
+    *,
+    tracking: AnalysisTracking,
+    cache_dir: Path | str,
 ) -> None:
     """The tables, the heatmap and example grid as images, the adversarial sets as versioned
     dataset artifacts (``wandb artifact get`` puts ``KEY.pt`` into a cache folder, where this
     command finds it on another machine). ``tracking`` says whether and where to log
-    (:func:`pipelines.tracking.analysis_run` reads its ``wandb``, ``wandb_project`` and
-    ``wandb_group``); ``files`` are :func:`write_transfer`'s."""
+    (:func:`pipelines.tracking.analysis_run`); ``files`` are :func:`write_transfer`'s."""
     study, described, seconds = result.study, result.described, result.seconds
     table, matrix, by_split, sources = study.table, study.matrix, study.by_split, study.sources
     config = {
