@@ -1,34 +1,13 @@
-"""Argument helpers shared by the commands that work on trained checkpoints."""
+"""Argument helpers shared by the commands: ``--device`` and the ``--wandb`` options."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from intriguing.configs import ConfigError
-from intriguing.datamodules.datamodule import DATA_KEYS
 from intriguing.pipelines.tracking import AnalysisTracking
-from intriguing.trainers.checkpoints import read_checkpoint
-
-
-def checkpoint_data(
-    checkpoint: str | Path, *, dataset: str | None = None, data_dir: str | None = None
-) -> dict[str, Any]:
-    """The ``data`` section that gives a checkpoint's examples: its own data module settings
-    where it saved them (read with ``weights_only=True``), ``dataset`` / ``data_dir`` on top,
-    kept on the CPU, the whole test set."""
-    saved = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
-    data = {key: value for key, value in dict(saved).items() if key in DATA_KEYS}
-    data.setdefault("name", "mnist")
-    if dataset:
-        data["name"] = dataset
-    if data_dir:
-        data["data_dir"] = data_dir
-    data["on_device"] = False
-    data.pop("test_subset", None)
-    return data
 
 
 def torch_device(word: str) -> torch.device:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from intriguing.attacks import build_attack, minimum_distortion
-from intriguing.cli.arguments import checkpoint_data, torch_device, wandb_tracking
+from intriguing.cli.arguments import torch_device, wandb_tracking
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.data import checkpoint_data, split_examples
 from intriguing.pipelines.tracking import analysis_run
 from intriguing.trainers import CheckpointError, load_classifier
 
@@ -45,11 +46,7 @@ def run(args: argparse.Namespace) -> int:
         )
     device = torch_device(args.device)
     network.to(device)
-    module.prepare_data()
-    module.setup("test")
-    images, labels = module.tensors(args.split)
-    if args.subset is not None:
-        images, labels = images[: args.subset], labels[: args.subset]
+    images, labels = split_examples(module, args.split, args.subset)
     size = args.batch_size
     batches = [(images[i : i + size], labels[i : i + size]) for i in range(0, len(images), size)]
     spec = attack_spec(args)

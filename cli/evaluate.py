@@ -44,6 +44,7 @@ from intriguing.cli.arguments import torch_device, wandb_tracking
 from intriguing.cli.spectral import build_model, load_weights
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.data import split_examples
 from intriguing.pipelines.runs import new_run_dir
 from intriguing.pipelines.tracking import analysis_run
 from intriguing.pipelines.transfer import data_settings
@@ -113,12 +114,7 @@ def load_examples(settings: dict[str, Any], args: argparse.Namespace) -> tuple[T
     """The ``--split`` images ``(N, C, H, W)`` in ``[0, 1]`` and labels, ``--subset`` first."""
     data_dir = args.data_dir or os.environ.get("INTRIGUING_DATA_DIR", "data")
     module = build_datamodule({**settings, "data_dir": data_dir, "on_device": False})
-    module.prepare_data()
-    module.setup("test")
-    images, labels = module.tensors(args.split)
-    if args.subset is not None:
-        images, labels = images[: args.subset], labels[: args.subset]
-    return images, labels
+    return split_examples(module, args.split, args.subset)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from intriguing.analysis.units import UnitAnalysis, analyse_units
-from intriguing.cli.arguments import checkpoint_data, wandb_tracking
+from intriguing.cli.arguments import wandb_tracking
 from intriguing.configs import ConfigError
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.data import checkpoint_data, split_examples
 from intriguing.pipelines.tracking import analysis_run
 from intriguing.pipelines.units import save_outputs
 from intriguing.trainers import load_classifier
@@ -31,11 +32,7 @@ def run(args: argparse.Namespace) -> int:
             "its layers are "
             f"{', '.join(model.network.layer_names)}"
         )
-    module.prepare_data()
-    module.setup("test")
-    images, labels = module.tensors(args.split)
-    if args.limit is not None:
-        images, labels = images[: args.limit], labels[: args.limit]
+    images, labels = split_examples(module, args.split, args.limit)
     analysis = analyse_units(
         model.network,
         args.layer,

@@ -23,6 +23,7 @@ from torch import nn
 from intriguing.analysis.plots import save_figure
 from intriguing.analysis.transfer import AdversarialCache, TransferStudy, transfer_study
 from intriguing.datamodules import build_datamodule
+from intriguing.pipelines.data import split_examples
 from intriguing.pipelines.tracking import AnalysisTracking, analysis_run
 from intriguing.trainers import CheckpointError, load_classifier
 from intriguing.trainers.checkpoints import read_checkpoint
@@ -130,11 +131,7 @@ def run_transfer(
     datamodule = build_datamodule({**settings, "on_device": False})
     models = load_models(paths, names, datamodule.input_shape, datamodule.num_classes)
     models = {name: model.to(device or torch.device("cpu")) for name, model in models.items()}
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    images, labels = datamodule.tensors(split)
-    if subset is not None:
-        images, labels = images[:subset], labels[:subset]
+    images, labels = split_examples(datamodule, split, subset)
     described = f"{settings['name']} {split}, {len(labels)} examples"
     report(f"transfer: {len(models)} models, {described}, attack {attack}")
     splits = None
