@@ -15,6 +15,7 @@ notebook as from the command line (``intriguing.cli`` only parses arguments and 
   :mod:`intriguing.pipelines.reproduce`: the study with its report written and logged.
 - :mod:`intriguing.pipelines.transfer`: the transfer study of given checkpoints (Tables 2-4).
 - :mod:`intriguing.pipelines.units`: units versus random directions written to disk.
+- :mod:`intriguing.pipelines.data`: a checkpoint's data settings and a split's examples.
 - :mod:`intriguing.pipelines.sweep`: a W&B sweep file run here on W&B's own engine.
 - :mod:`intriguing.pipelines.sweep_file`: sweep files read, checked and drawn from.
 """
