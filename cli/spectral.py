@@ -18,16 +18,22 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from torch import nn
+
+from intriguing.analysis.spectral import (
+    ModelBounds,
+    SpectralBounds,
+    network_bounds,
+    spectral_bounds,
+)
 from intriguing.cli.arguments import wandb_tracking
 from intriguing.configs import ConfigError
 from intriguing.pipelines.tracking import analysis_run
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from intriguing.analysis.spectral import ModelBounds, SpectralBounds
+from intriguing.trainers import load_classifier
+from intriguing.trainers.stages import StagedNetwork
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _checkpoint_bounds(args: argparse.Namespace) -> tuple[SpectralBounds, str, dict[str, Any]]:
-    from intriguing.analysis.spectral import network_bounds
-    from intriguing.trainers import load_classifier
 
     for option in ("state_dict", "input_shape", "module"):
         if getattr(args, option):
@@ -74,8 +78,6 @@ def _checkpoint_bounds(args: argparse.Namespace) -> tuple[SpectralBounds, str, d
 def _model_bounds(
     args: argparse.Namespace,
 ) -> tuple[SpectralBounds | ModelBounds, str, dict[str, Any]]:
-    from intriguing.analysis.spectral import spectral_bounds
-    from intriguing.trainers.stages import StagedNetwork
 
     model = build_model(args.model)
     if args.state_dict:
@@ -122,8 +124,6 @@ def parse_shape(text: str) -> tuple[int, ...]:
 def build_model(spec: str) -> nn.Module:
     """``FACTORY()`` for ``spec`` = ``MODULE:FACTORY``, ``MODULE`` importable or a ``.py``
     file. Raises ``ConfigError`` when it cannot be found or does not return an ``nn.Module``."""
-    from torch import nn
-
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
         raise ConfigError(
@@ -172,7 +172,6 @@ def load_weights(model: nn.Module, path: Path) -> None:
     exactly the model's tensors, the prefix is stripped (and said on stderr). Raises
     ``ConfigError`` when it does not fit, naming the keys' common prefix when they have one.
     """
-    import torch
 
     if not path.is_file():
         raise ConfigError(f"--state-dict {path}: no such file")
