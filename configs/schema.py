@@ -11,33 +11,30 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# The model families' and data sets' registries (torch-free): their typed configs and names.
+from intriguing.datamodules.datasets import declared_datasets
+from intriguing.registry import field_default
+from intriguing.trainers.families import (
+    DEFAULT_FAMILY,
+    Activation,
+    AutoencoderConfig,
+    ConvConfig,
+    FCConfig,
+    ResNetConfig,
+    declared_families,
+)
+from intriguing.trainers.families import Pooling as Pooling  # re-exported, as before
 
-class ModelFamily(StrEnum):
-    """The network families: the paper's fully connected, autoencoder-pretrained and conv
-    nets, and PreAct ResNet (He et al. 2016) for CIFAR-10, as adversarial training compares on."""
+#: The built-in network families (trainers.families, where each is registered with its
+#: typed config): the paper's fully connected, autoencoder-pretrained and conv nets, and
+#: PreAct ResNet (He et al. 2016) for CIFAR-10. ``model.family`` takes any registered family,
+#: a user's too (checked in configs.compose).
+ModelFamily = StrEnum("ModelFamily", {name: name for name in declared_families()})  # type: ignore[misc]
 
-    fc = "fc"
-    ae = "ae"
-    conv = "conv"
-    preact_resnet = "preact_resnet"
-
-
-class Activation(StrEnum):
-    relu = "relu"
-    sigmoid = "sigmoid"
-    tanh = "tanh"
-
-
-class Pooling(StrEnum):
-    max = "max"
-    avg = "avg"
-    none = "none"
-
-
-class DatasetName(StrEnum):
-    mnist = "mnist"
-    fashion_mnist = "fashion_mnist"
-    cifar10 = "cifar10"
+#: The built-in data sets (datamodules.datasets, where each is registered with its shape,
+#: classes, normalisation and sources). ``data.name`` takes any registered data set, those of
+#: datamodules' own modules (kmnist) and a user's too (checked in configs.compose).
+DatasetName = StrEnum("DatasetName", {name: name for name in declared_datasets()})  # type: ignore[misc]
 
 
 class TrainSplit(StrEnum):
@@ -79,52 +76,16 @@ class WandbMode(StrEnum):
 
 
 @dataclass
-class ConvConfig:
-    """A configurable conv net: ``len(channels)`` blocks of conv (+BN) + ReLU (+pool)."""
-
-    channels: list[int] = field(default_factory=lambda: [32, 64])
-    kernel_size: int = 5
-    pool: Pooling = Pooling.max
-    batch_norm: bool = False
-    fc_hidden: list[int] = field(default_factory=lambda: [256])
-
-
-@dataclass
-class ResNetConfig:
-    """PreAct ResNet (see trainers.resnet); the defaults are PreAct ResNet-18 for CIFAR."""
-
-    # Basic blocks per residual stage ([2, 2, 2, 2]: ResNet-18) and the stages' widths.
-    blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
-    widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512])
-    # Per-channel (x - mean) / std done first in the stem, so inputs stay in [0, 1]
-    # ([]: none).
-    input_mean: list[float] = field(default_factory=list)
-    input_std: list[float] = field(default_factory=list)
-
-
-@dataclass
-class AutoencoderConfig:
-    """The sparse sigmoid autoencoder of AE400-10 and how its encoder is reused."""
-
-    hidden: int = 400
-    sparsity_target: float = 0.05
-    sparsity_weight: float = 0.1
-    weight_decay: float = 1e-6
-    # Pretraining run of the autoencoder (its own Lightning run).
-    pretrain_epochs: int = 20
-    pretrain_lr: float = 1e-3
-    # A checkpoint of a pretrained autoencoder to reuse; when empty, `train` pretrains one first.
-    encoder_checkpoint: str | None = None
-    finetune_encoder: bool = False
-
-
-@dataclass
 class ModelConfig:
-    family: ModelFamily = ModelFamily.fc
+    """The network: ``family`` (a registered family, see trainers.families) and its settings,
+    with the defaults of the family's config: FC's are keys of this section itself, the
+    others' in their own section (conv, resnet, autoencoder; a user's family adds its own)."""
+
+    family: str = DEFAULT_FAMILY
     # FC: widths of the hidden layers ([] is softmax regression, FC10).
-    hidden: list[int] = field(default_factory=lambda: [100, 100])
-    activation: Activation = Activation.relu
-    dropout: float = 0.0
+    hidden: list[int] = field(default_factory=lambda: field_default(FCConfig, "hidden"))
+    activation: Activation = field(default_factory=lambda: field_default(FCConfig, "activation"))
+    dropout: float = field(default_factory=lambda: field_default(FCConfig, "dropout"))
     # L2 weight decay per weighted layer, input side first (the paper sets it per layer);
     # a single value applies to every layer.
     weight_decay: list[float] = field(default_factory=lambda: [1e-5, 1e-5, 1e-6])
@@ -159,7 +120,8 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    name: DatasetName = DatasetName.mnist
+    # A registered data set (datamodules.datasets; checked in configs.compose).
+    name: str = "mnist"
     # Where data sets are looked for first and cached; relative paths are taken from the
     # working directory. `INTRIGUING_DATA_DIR` overrides the default.
     data_dir: str = "${oc.env:INTRIGUING_DATA_DIR,data}"

@@ -28,6 +28,7 @@ from intriguing.trainers import (
     SparseAutoencoder,
     load_encoder_state,
 )
+from intriguing.trainers.families import family_entry
 
 
 def build_trainer(
@@ -176,8 +177,9 @@ def checkpoint_callbacks(
 def pretrain_autoencoder(
     config: DictConfig, datamodule: pl.LightningDataModule, run_dir: Path
 ) -> Path:
-    """The first of AE400-10's two Lightning runs: the sparse autoencoder, saved for reuse."""
-    section = config.model.autoencoder
+    """The first of AE400-10's two Lightning runs: the sparse autoencoder, saved for reuse
+    (the settings of the family's section, an AutoencoderConfig; trainers.families)."""
+    section = config.model[family_entry(config.model.family).section]
     module = SparseAutoencoder(
         input_shape=list(datamodule.input_shape),
         hidden=section.hidden,
@@ -223,11 +225,12 @@ def build_classifier(
         input_shape=list(datamodule.input_shape),
         num_classes=datamodule.num_classes,
     )
-    if config.model.family == "ae" and not resuming:
-        encoder = config.model.autoencoder.encoder_checkpoint
+    family = family_entry(config.model.family)
+    if family.pretrained_stage is not None and not resuming:
+        encoder = config.model[family.section].encoder_checkpoint
         path = Path(encoder) if encoder else pretrain_autoencoder(config, datamodule, run_dir)
         try:
-            module.network.stages["code"].load_state_dict(load_encoder_state(path))
+            module.network.stages[family.pretrained_stage].load_state_dict(load_encoder_state(path))
         except RuntimeError as error:
             raise CheckpointError(f"checkpoint {path}: encoder does not fit ({error})") from None
     return module

@@ -11,6 +11,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from intriguing.trainers.families import DEFAULT_FAMILY, family_entry
 from intriguing.trainers.metrics import ErrorRate
 from intriguing.trainers.networks import build_network, decay_groups
 from intriguing.trainers.stages import StagedNetwork
@@ -83,9 +84,9 @@ class ImageClassifier(LightningModule):
         self.model_config = dict(model)
         self.optim_config = dict(optim)
         self.network: StagedNetwork = build_network(self.model_config, input_shape, num_classes)
-        autoencoder = self.model_config.get("autoencoder") or {}
-        if self.model_config.get("family") == "ae" and not autoencoder.get("finetune_encoder"):
-            self.network.stages["code"].requires_grad_(False)
+        family = family_entry(str(self.model_config.get("family", DEFAULT_FAMILY)))
+        for stage in family.frozen_stages(self.model_config):  # AE400-10's code, unless fine-tuned
+            self.network.stages[stage].requires_grad_(False)
         self.train_error = ErrorRate()
         self.train_loss = MeanMetric()
         self.val_error = ErrorRate()
