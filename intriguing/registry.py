@@ -6,6 +6,11 @@ the factory, the config schema's choices and validation, the command line's choi
 report's labels all read the registry. One :class:`Registry` per kind of component:
 :mod:`attacks.registry`, :mod:`trainers.families`, :mod:`datamodules.datasets`.
 
+A config section becomes its object through :func:`instantiate`, or a :class:`Binding` that
+declares the section's target once: each key is the keyword parameter of the same name, with
+one default (the config's; :func:`drifted_defaults` finds a constructor that disagrees), and
+no hand-written key-by-key mapping.
+
 Built-in components are declared by ``"module:attribute"`` strings and imported only when
 built, so that the command line's ``--help`` and config composition import no torch.
 Components of the kind's package that register themselves with a decorator in their own
@@ -17,9 +22,11 @@ imported. This module imports nothing but the standard library.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import MISSING, fields, is_dataclass
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
 E = TypeVar("E")
@@ -69,6 +76,196 @@ def field_default(config: type, name: str) -> Any:
                 return item.default_factory()
             raise TypeError(f"{config.__name__}.{name} has no default")
     raise KeyError(f"{config.__name__} has no field {name!r}")
+
+
+def plain(value: Any) -> Any:
+    """A value as a config holds it, for comparing defaults: tuples and lists as lists (item
+    by item), enums as their values, anything else as it is."""
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def keyword_parameters(target: object) -> dict[str, inspect.Parameter] | None:
+    """The parameters of ``target`` (a class: its constructor's; a function; or
+    ``"module:attribute"``) that a keyword can give, by name; ``None`` when ``target`` takes
+    ``**kwargs`` (any keyword)."""
+    parameters = inspect.signature(load_target(target)).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p for p in parameters if p.kind in named}
+
+
+def instantiate(
+    target: object,
+    values: Mapping[str, Any],
+    *,
+    section: str | None = None,
+    exclude: Iterable[str] = (),
+    rename: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Any:
+    """``target(**arguments)``: a config section made an object, in the manner of Hydra's and
+    jsonargparse's ``instantiate``: every key of ``values`` is the keyword argument of the
+    same name (or of the name ``rename`` gives it), save the keys in ``exclude``, with the
+    ``extra`` keyword arguments (what the section does not hold: the run's seed, a folder).
+
+    Args:
+        target: a class or function, or ``"module:attribute"`` (imported now).
+        values: the section's keys and values (plain: ``configs.to_container``'s).
+        section: the section's dotted config key, for messages (``"backfeed"``).
+        exclude: keys that are not parameters by design (``enabled`` of an on/off
+            section); they are not passed, and ``extra`` may give a parameter of that name.
+        rename: config key -> parameter name, where the two differ.
+        extra: more keyword arguments.
+
+    Returns:
+        What ``target`` returns.
+
+    Raises:
+        TypeError: naming the config key and the target, for a key (renamed or not) that is
+            not a keyword parameter of ``target``, a key given both by ``values`` and by
+            ``extra``, and a rename onto the name of another key.
+    """
+    return load_target(target)(
+        **arguments(target, values, section=section, exclude=exclude, rename=rename, **extra)
+    )
+
+
+def arguments(
+    target: object,
+    values: Mapping[str, Any],
+    *,
+    section: str | None = None,
+    exclude: Iterable[str] = (),
+    rename: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The keyword arguments :func:`instantiate` calls ``target`` with (same arguments and
+    errors), without calling it."""
+    rename = dict(rename or {})
+    skipped = set(exclude)
+    accepted = keyword_parameters(target)
+    where = f"{section}." if section else ""
+    passed: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in skipped:
+            continue
+        name = rename.get(key, key)
+        called = f"{where}{key}" + (f" (parameter {name})" if name != key else "")
+        if accepted is not None and name not in accepted:
+            raise TypeError(
+                f"{called}: not a parameter of {qualified(target)}; make it one, or exclude "
+                "the key where the section is instantiated"
+            )
+        if name in passed or name in extra:
+            raise TypeError(f"{called}: given twice to {qualified(target)}")
+        passed[name] = value
+    for name in extra:
+        if accepted is not None and name not in accepted:
+            raise TypeError(f"{name}: not a parameter of {qualified(target)}")
+    return {**passed, **extra}
+
+
+@dataclass(frozen=True, eq=False)
+class Binding:
+    """How one config section becomes its object, declared once: every key of the section
+    is the keyword parameter of the same name of ``target`` (:func:`instantiate`), save the
+    keys of ``exclude`` (each with the reason it is not a parameter) and those ``rename``
+    gives another name. A key added to the section must be a parameter or be excluded here:
+    :meth:`unbound` lists those that are neither (tests check every schema section).
+
+    Attributes:
+        section: the section's dotted config key (``"backfeed"``, ``"model.autoencoder"``).
+        target: the class or function, or ``"module:attribute"``.
+        exclude: config key -> why it is not a parameter (``{"enabled": "switches it on"}``).
+        rename: config key -> the parameter's name, where the two differ.
+    """
+
+    section: str
+    target: object
+    exclude: Mapping[str, str] = field(default_factory=dict)
+    rename: Mapping[str, str] = field(default_factory=dict)
+
+    def __call__(self, values: Mapping[str, Any], **extra: Any) -> Any:
+        """``target`` called with the section's ``values`` and ``extra`` (:func:`instantiate`,
+        whose ``TypeError`` it raises)."""
+        return load_target(self.target)(**self.arguments(values, **extra))
+
+    def arguments(self, values: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        """The keyword arguments ``target`` is called with (:func:`arguments`)."""
+        return arguments(
+            self.target,
+            values,
+            section=self.section,
+            exclude=self.exclude,
+            rename=self.rename,
+            **extra,
+        )
+
+    def unbound(self, keys: Iterable[str]) -> list[str]:
+        """The section keys among ``keys`` that are neither a parameter of ``target`` (under
+        their renamed name) nor excluded, and the excluded or renamed keys not among
+        ``keys`` (stale declarations), each as a message."""
+        keys = list(keys)
+        accepted = keyword_parameters(self.target)
+        problems = [
+            f"{self.section}.{key}: not a parameter of {qualified(self.target)}, nor excluded"
+            for key in keys
+            if key not in self.exclude
+            and accepted is not None
+            and self.rename.get(key, key) not in accepted
+        ]
+        for declared in (*self.exclude, *self.rename):
+            if declared not in keys:
+                problems.append(f"{self.section}.{declared}: declared, but no key of the section")
+        return problems
+
+    def drifted_defaults(self, config: type) -> dict[str, tuple[Any, Any]]:
+        """``key -> (the config's default, the target's default)`` for each key of the
+        dataclass ``config`` that the target takes with another default (compared as
+        :func:`plain` values); the config's default is the one runs use."""
+        return drifted_defaults(config, self.target, rename=self.rename, skip=self.exclude)
+
+
+def drifted_defaults(
+    config: type,
+    target: object,
+    *,
+    keys: Iterable[str] | None = None,
+    rename: Mapping[str, str] | None = None,
+    skip: Iterable[str] = (),
+) -> dict[str, tuple[Any, Any]]:
+    """``key -> (the config's default, the target's default)`` for each field of the
+    dataclass ``config`` (those of ``keys``, else all but ``skip``) that is a keyword
+    parameter of ``target`` (named ``rename[key]`` if renamed) with a default that is not
+    the field's (compared as :func:`plain` values). Fields and parameters without a default
+    are not compared.
+
+    Raises:
+        TypeError: when ``config`` is not a dataclass.
+    """
+    if not (isinstance(config, type) and is_dataclass(config)):
+        raise TypeError(f"config {config!r}: expected a dataclass")
+    rename = dict(rename or {})
+    parameters = keyword_parameters(target) or {}
+    skipped = set(skip)
+    names = [f.name for f in fields(config)] if keys is None else list(keys)
+    drift: dict[str, tuple[Any, Any]] = {}
+    for key in names:
+        parameter = parameters.get(rename.get(key, key))
+        if key in skipped or parameter is None or parameter.default is inspect.Parameter.empty:
+            continue
+        try:
+            wanted = field_default(config, key)
+        except TypeError:  # a field without a default
+            continue
+        if plain(parameter.default) != plain(wanted):
+            drift[key] = (wanted, parameter.default)
+    return drift
 
 
 def one_of(names: Sequence[str]) -> str:

@@ -39,7 +39,16 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from intriguing.registry import Names, Registry, either, field_default, load_target, qualified
+from intriguing.registry import (
+    Names,
+    Registry,
+    drifted_defaults,
+    either,
+    field_default,
+    load_target,
+    plain,
+    qualified,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -129,15 +138,6 @@ class AutoencoderConfig:
 MODEL_KEYS: tuple[str, ...] = ("family", "weight_decay")
 
 
-def _plain(value: Any) -> Any:
-    """A default as a config holds it: tuples as lists, enums as their values."""
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, StrEnum):
-        return str(value)
-    return value
-
-
 @dataclass(frozen=True)
 class FamilyEntry:
     """A registered model family.
@@ -192,17 +192,11 @@ class FamilyEntry:
                 not the config's (the config's default is the one in use).
         """
         builder = load_target(self.target)
-        parameters = inspect.signature(builder).parameters
-        for key in (*self.keys, *self.shared):
-            parameter = parameters.get(key)
-            if parameter is None or parameter.default is inspect.Parameter.empty:
-                continue
-            config = self.config if key in self.keys else SharedConfig
-            wanted = _plain(field_default(config, key))
-            if _plain(parameter.default) != wanted:
+        for config, keys in ((self.config, self.keys), (SharedConfig, self.shared)):
+            for key, (wanted, given) in drifted_defaults(config, builder, keys=keys).items():
                 raise TypeError(
                     f"model family {self.name!r}: {qualified(builder)} defaults {key} to "
-                    f"{parameter.default!r}, its config to {wanted!r}"
+                    f"{given!r}, its config to {plain(wanted)!r}"
                 )
         return builder
 
