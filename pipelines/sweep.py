@@ -57,16 +57,19 @@ from intriguing.pipelines.sweep_file import (
     points,
     train_overrides,
 )
-from intriguing.pipelines.tracking import wandb_mode, wandb_project
+from intriguing.pipelines.tracking import wandb_dir, wandb_mode, wandb_project
 from intriguing.storage import atomic_output
 
 STATE_FILE = "runs.json"
 SUMMARY_MARKDOWN = "summary.md"
 SUMMARY_CSV = "summary.csv"
-# The figures every point's row shows: clean and adversarial test error, Table 1's measure.
+# The figures every point's row shows: clean test error, robust error (the union of the run's
+# evaluation.robust_attacks) at MNIST's budgets, FGSM error as an extra, Table 1's measure.
 RESULT_COLUMNS = (
     ("test/error", "clean test error"),
-    ("eval/adversarial_error", "adversarial test error"),
+    ("eval/robust_error/linf_0.1", "robust error (L-inf 0.1)"),
+    ("eval/robust_error/l2_1.5", "robust error (L2 1.5)"),
+    ("eval/adversarial_error", "FGSM error"),
     ("eval/min_distortion", "mean min. distortion"),
 )
 # How W&B's engine reads a point's outcome (RunState): stopped by hyperband as W&B's
@@ -541,7 +544,7 @@ def _log_table(
         group=config.logger.group,
         name=f"{sweep.name}-summary",
         job_type="sweep-summary",
-        dir=str(folder),
+        dir=wandb_dir(folder),
         mode=mode,
         config={"sweep": sweep.raw},
         reinit="finish_previous",

@@ -8,6 +8,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -219,11 +220,12 @@ def test_sweep_logs_one_run_per_point_in_its_group_and_resumes(run_cli, tmp_path
         assert float(row["test/error"]) == pytest.approx(metrics["test/error"])
         assert float(row["eval/min_distortion"]) == pytest.approx(metrics["eval/min_distortion"])
     markdown = (folder / "summary.md").read_text()
-    assert "| point | backfeed.layers | clean test error | adversarial test error |" in markdown
+    assert "| point | backfeed.layers | clean test error | robust error (L-inf 0.1) |" in markdown
     assert markdown in third.out
 
-    # Each call logged its table to a W&B run of the sweep's group.
-    tables = sorted((folder / "wandb").glob("offline-run-*"))
+    # Each call logged its table to a W&B run of the sweep's group, in WANDB_DIR.
+    offline = sorted((Path(os.environ["WANDB_DIR"]) / "wandb").glob("offline-run-*"))
+    tables = [run for run in offline if _run_records(run)["job_type"] == "sweep-summary"]
     assert len(tables) == 3
     logged = wandb_summary(tables[-1])["summary"]
     assert logged["sweep/summary"]["nrows"] == 2
