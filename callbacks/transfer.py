@@ -75,6 +75,7 @@ from intriguing.attacks import evaluating
 from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key
 from intriguing.callbacks.rng import untouched_rng
 from intriguing.configs import building, to_container
+from intriguing.registry import Binding
 from intriguing.trainers import ErrorRate, load_classifier
 from intriguing.trainers.checkpoints import load_lightning_module
 
@@ -572,6 +573,11 @@ class TransferRobustness(Callback):
         self.history = [dict(entry) for entry in state_dict.get("history", [])]
 
 
+#: How the ``transfer`` section becomes the callback (intriguing.registry.Binding): every key
+#: is the keyword parameter of the same name, save those excluded here with the reason.
+TRANSFER = Binding("transfer", TransferRobustness, exclude={"enabled": "switches the callback on"})
+
+
 def transfer_callbacks(config: Any) -> list[Callback]:
     """``[TransferRobustness(...)]`` when ``config.transfer.enabled``, else ``[]``.
 
@@ -582,21 +588,8 @@ def transfer_callbacks(config: Any) -> list[Callback]:
     section = config.transfer
     if not section.enabled:
         return []
-    values = to_container(config)["transfer"]
     with building("transfer"):
-        return [
-            TransferRobustness(
-                values["zoo"],
-                every_n_epochs=values["every_n_epochs"],
-                subset=values["subset"],
-                attack=values["attack"],
-                split=values["split"],
-                grid_examples=values["grid_examples"],
-                cache_dir=values["cache_dir"],
-                batch_size=values["batch_size"],
-                seed=config.seed,
-            )
-        ]
+        return [TRANSFER(to_container(config)["transfer"], seed=config.seed)]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -4,6 +4,7 @@ its autoencoder pretrained first for a family that has a pretrained stage)."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,53 @@ from intriguing.callbacks import (
 from intriguing.configs import ConfigError, building, to_container
 from intriguing.errors import first_line
 from intriguing.pipelines import tracking
+from intriguing.registry import Binding
 from intriguing.trainers import (
     CheckpointError,
     ImageClassifier,
     SparseAutoencoder,
     load_encoder_state,
 )
-from intriguing.trainers.families import family_entry
+from intriguing.trainers.families import AutoencoderConfig, family_entry
+
+#: How each config section becomes its object (intriguing.registry.Binding): every key is the
+#: keyword parameter of the same name, save those excluded here with the reason; a key added
+#: to a section must be one or the other (tests/pipelines/test_build.py).
+TRAINER = Binding(
+    "trainer",
+    pl.Trainer,
+    exclude={"progress_bar_refresh_rate": "the refresh_rate of the TQDMProgressBar callback"},
+)
+BACKFEED = Binding(
+    "backfeed",
+    AdversarialBackfeed,
+    exclude={
+        "enabled": "switches the callback on",
+        "log_examples_every_n_epochs": "PoolExamplesLogger's every_n_epochs (0: no logger)",
+    },
+)
+SPECTRAL = Binding("spectral", SpectralMonitor, exclude={"enabled": "switches the callback on"})
+#: The best-models callback (the final model's callback takes only ``save_last``).
+CHECKPOINT = Binding(
+    "checkpoint",
+    ModelCheckpoint,
+    exclude={
+        "enabled": "switches checkpoints on (pipelines.train)",
+        "save_last": "names the final model's file last.ckpt (checkpoint_callbacks)",
+    },
+)
+#: The autoencoder's own settings (AutoencoderConfig's keys of a family with a pretrained
+#: stage; a family's config derived from it adds keys for its network, not for this).
+AUTOENCODER = Binding(
+    "model.autoencoder",
+    SparseAutoencoder,
+    exclude={
+        "pretrain_epochs": "the max_epochs of the pretraining Trainer",
+        "encoder_checkpoint": "a pretrained autoencoder to load instead (build_classifier)",
+        "finetune_encoder": "whether the classifier trains the encoder stage",
+    },
+    rename={"pretrain_lr": "lr"},
+)
 
 
 def build_trainer(
@@ -39,19 +80,27 @@ def build_trainer(
     logger: Logger | None,
     max_epochs: int | None = None,
 ) -> pl.Trainer:
-    """A Lightning Trainer from the ``trainer`` section."""
+    """A Lightning Trainer from the ``trainer`` section (:data:`TRAINER`), ``max_epochs``
+    instead of the section's when given."""
     section = to_container(config)["trainer"]
-    optional = {
-        key: section[key]
-        for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
-        if section[key] is not None
-    }
+    if max_epochs is not None:
+        section["max_epochs"] = max_epochs
+    extra: dict[str, Any] = {}
     if config.data.val_size == 0:  # no validation split: no validation loop
-        optional.update(limit_val_batches=0, num_sanity_val_steps=0)
+        section["limit_val_batches"] = 0
+        extra["num_sanity_val_steps"] = 0
     if section["enable_progress_bar"]:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=section["progress_bar_refresh_rate"])]
     try:
-        return _trainer(section, run_dir, callbacks, logger, max_epochs, optional)
+        return TRAINER(
+            section,
+            enable_model_summary=False,
+            enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+            default_root_dir=str(run_dir),
+            callbacks=callbacks,
+            logger=logger if logger is not None else False,
+            **extra,
+        )
     except (ValueError, MisconfigurationException, ImportError) as error:
         # Lightning refuses what the machine or the installed packages cannot serve (an
         # unknown precision, bf16 on a GPU without it, transformer-engine not installed, an
@@ -62,60 +111,16 @@ def build_trainer(
         raise ConfigError(f"{named}: {message}") from None
 
 
-def _trainer(
-    section: dict[str, Any],
-    run_dir: Path,
-    callbacks: list[Callback],
-    logger: Logger | None,
-    max_epochs: int | None,
-    optional: dict[str, Any],
-) -> pl.Trainer:
-    return pl.Trainer(
-        max_epochs=max_epochs if max_epochs is not None else section["max_epochs"],
-        max_steps=section["max_steps"],
-        accelerator=section["accelerator"],
-        devices=section["devices"],
-        strategy=section["strategy"],
-        num_nodes=section["num_nodes"],
-        precision=section["precision"],
-        deterministic=section["deterministic"],
-        log_every_n_steps=section["log_every_n_steps"],
-        check_val_every_n_epoch=section["check_val_every_n_epoch"],
-        fast_dev_run=section["fast_dev_run"],
-        gradient_clip_val=section["gradient_clip_val"],
-        enable_progress_bar=section["enable_progress_bar"],
-        inference_mode=section["inference_mode"],
-        enable_model_summary=False,
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-        default_root_dir=str(run_dir),
-        callbacks=callbacks,
-        logger=logger if logger is not None else False,
-        **optional,
-    )
-
-
 def training_callbacks(config: DictConfig) -> list[Callback]:
     """The research callbacks the config switches on: backfeed, spectral monitor, ..."""
     container = to_container(config)
     callbacks: list[Callback] = []
     if config.backfeed.enabled:
         section = container["backfeed"]
+        if not section["val_subset"]:  # no adversarial validation
+            section["val_attack"] = None
         with building("backfeed"):  # the library's ValueError, naming the backfeed. key
-            backfeed = AdversarialBackfeed(
-                pool_size=section["pool_size"],
-                mix_ratio=section["mix_ratio"],
-                mix=section["mix"],
-                attack_current_batch=section["attack_current_batch"],
-                refresh_fraction=section["refresh_fraction"],
-                refresh_every_n_steps=section["refresh_every_n_steps"],
-                generator=section["generator"],
-                layers=section["layers"],
-                alternate=section["alternate"],
-                val_attack=section["val_attack"] if section["val_subset"] else None,
-                val_subset=section["val_subset"],
-                seed=config.seed,
-            )
-        callbacks.append(backfeed)
+            callbacks.append(BACKFEED(section, seed=config.seed))
         every = section["log_examples_every_n_epochs"]
         if every < 0:
             raise ConfigError(
@@ -125,7 +130,7 @@ def training_callbacks(config: DictConfig) -> list[Callback]:
             callbacks.append(PoolExamplesLogger(every_n_epochs=every))
     if config.spectral.enabled:
         with building("spectral"):
-            callbacks.append(SpectralMonitor(every_n_epochs=config.spectral.every_n_epochs))
+            callbacks.append(SPECTRAL(container["spectral"]))
     callbacks += transfer_callbacks(config)
     return callbacks
 
@@ -148,11 +153,11 @@ def checkpoint_callbacks(
     validation): ``last.ckpt`` with ``checkpoint.save_last`` (what ``resume=last`` finds),
     else ``epochNNN.ckpt``. The best ones are ``best-epochNNN.ckpt``.
     """
-    section = config.checkpoint
+    section = to_container(config)["checkpoint"]
     directory = run_dir / "checkpoints"
     final = ModelCheckpoint(
         dirpath=directory,
-        filename=LAST_CHECKPOINT if section.save_last else "epoch{epoch:03d}",
+        filename=LAST_CHECKPOINT if section["save_last"] else "epoch{epoch:03d}",
         auto_insert_metric_name=False,
         monitor=None,
         save_top_k=1,
@@ -160,15 +165,13 @@ def checkpoint_callbacks(
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
-    if not (has_validation and section.monitor and section.save_top_k != 0):
+    if not (has_validation and section["monitor"] and section["save_top_k"] != 0):
         return final, None
-    best = ModelCheckpoint(
+    best = CHECKPOINT(
+        section,
         dirpath=directory,
         filename=BEST_CHECKPOINT,
         auto_insert_metric_name=False,
-        monitor=section.monitor,
-        mode=section.mode,
-        save_top_k=section.save_top_k,
         save_last=False,
     )
     return final, best
@@ -179,15 +182,9 @@ def pretrain_autoencoder(
 ) -> Path:
     """The first of AE400-10's two Lightning runs: the sparse autoencoder, saved for reuse
     (the settings of the family's section, an AutoencoderConfig; trainers.families)."""
-    section = config.model[family_entry(config.model.family).section]
-    module = SparseAutoencoder(
-        input_shape=list(datamodule.input_shape),
-        hidden=section.hidden,
-        sparsity_target=section.sparsity_target,
-        sparsity_weight=section.sparsity_weight,
-        weight_decay=section.weight_decay,
-        lr=section.pretrain_lr,
-    )
+    section = to_container(config)["model"][family_entry(config.model.family).section]
+    own = {item.name: section[item.name] for item in fields(AutoencoderConfig)}
+    module = AUTOENCODER(own, input_shape=list(datamodule.input_shape))
     pretrain_dir = run_dir / "autoencoder"
     checkpoint = ModelCheckpoint(dirpath=pretrain_dir / "checkpoints", save_last=True, save_top_k=0)
     logger = tracking.make_logger(
@@ -202,7 +199,7 @@ def pretrain_autoencoder(
         run_dir=pretrain_dir,
         callbacks=[checkpoint],
         logger=logger,
-        max_epochs=section.pretrain_epochs,
+        max_epochs=section["pretrain_epochs"],
     )
     trainer.fit(module, datamodule=datamodule)
     tracking.finish(logger)
