@@ -26,6 +26,12 @@ FAST += ["evaluation.robust_steps=2", "evaluation.pgd_steps=2", "evaluation.pgd_
 # The CIFAR-10 presets need the real data set (a download): test_cifar_presets.py trains them
 # on CIFAR-10 files made in the test.
 OFFLINE_PRESETS = [name for name in available("experiment") if "cifar10" not in name]
+# Presets whose per-step attack is costly on a CPU (the conv net attacked at every step, and
+# validated under PGD on 500 images): fewer steps and images, the same code paths.
+PRESET_FAST = {
+    "pgd-at-conv": ["backfeed.generator.steps=2", "backfeed.val_subset=16"],
+    "fgsm-rs-conv": ["backfeed.val_subset=16"],
+}
 
 
 @pytest.mark.parametrize("experiment", OFFLINE_PRESETS)
@@ -40,6 +46,7 @@ def test_every_experiment_preset_runs_a_fast_dev_run(experiment, run_cli, tmp_pa
         "logger=none",
         f"output_dir={tmp_path}",
         *FAST,
+        *PRESET_FAST.get(experiment, []),
     )
     assert outcome.code == 0, outcome.err
     assert "test/error" in outcome.out
