@@ -12,8 +12,9 @@ The names below are imported when first used (PEP 562), so that importing
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from intriguing.registry import lazy_exports
 
 if TYPE_CHECKING:
     from intriguing.datamodules.datamodule import (
@@ -41,7 +42,6 @@ _MODULES = {
     "sources": ("fetch",),
     "splits": ("halves",),
 }
-_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "SPECS",
@@ -60,10 +60,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES, __all__)

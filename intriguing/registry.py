@@ -401,3 +401,32 @@ class Names:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._key!r})"
+
+
+def lazy_exports(
+    package: str, modules: Mapping[str, Sequence[str]], public: Sequence[str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """PEP 562 ``__getattr__`` and ``__dir__`` for ``package``, whose public names live in its
+    submodules (``modules``: submodule name -> the names it holds) and are imported on first
+    use, so that importing a torch-free submodule (a registry) imports no torch.
+
+    Use in a package's ``__init__``: ``__getattr__, __dir__ = lazy_exports(__name__, _MODULES,
+    __all__)``.
+
+    Raises (from the returned ``__getattr__``):
+        AttributeError: for a name no submodule holds.
+    """
+    where = {name: module for module, names in modules.items() for name in names}
+
+    def getattr_(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        setattr(importlib.import_module(package), name, value)  # found directly next time
+        return value
+
+    def dir_() -> list[str]:
+        return sorted({*vars(importlib.import_module(package)), *public})
+
+    return getattr_, dir_

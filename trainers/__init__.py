@@ -7,8 +7,9 @@ importing :mod:`trainers.families` (the config schema, the command line) imports
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from intriguing.registry import lazy_exports
 
 if TYPE_CHECKING:
     from intriguing.trainers.autoencoder import SparseAutoencoder
@@ -38,7 +39,6 @@ _MODULES = {
     "networks": ("autoencoder_classifier", "build_network", "convolutional", "fully_connected"),
     "stages": ("INPUT", "StagedNetwork"),
 }
-_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "INPUT",
@@ -59,10 +59,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES, __all__)
