@@ -63,6 +63,7 @@ def _files(folder: Path, pattern: str) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.glob(pattern)}
 
 
+@pytest.mark.slow  # about 80 s: the whole study end to end on a tiny budget
 def test_tiny_budget_writes_both_reports_then_resumes_without_redoing_anything(
     run_cli, tmp_path: Path
 ):

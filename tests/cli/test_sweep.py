@@ -170,6 +170,7 @@ def _run_records(run_folder: Path) -> dict[str, Any]:
     return next(r["run"] for r in records if r["type"] == "run")
 
 
+@pytest.mark.slow  # about 60 s: two real trainings, three sweep calls
 def test_sweep_logs_one_run_per_point_in_its_group_and_resumes(run_cli, tmp_path: Path) -> None:
     out = tmp_path / "out"
     sweep_args = ("sweep", str(SWEEPS / "tiny.yaml"), f"output_dir={out}")
@@ -359,6 +360,7 @@ def test_extra_words_may_not_set_a_swept_key(run_cli, tmp_path: Path) -> None:
     assert "backfeed.layers: swept by" in outcome.err
 
 
+@pytest.mark.slow  # about 20 s: composes all 48 points
 def test_the_shipped_backfeed_ablation_composes_every_point(tmp_path: Path) -> None:
     path = Path(__file__).resolve().parents[2] / "configs" / "sweeps" / "backfeed-ablation.yaml"
     sweep = load_sweep(path)
