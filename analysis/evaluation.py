@@ -35,22 +35,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from intriguing.analysis.evaluation_attacks import ATTACKS
 from intriguing.attacks import FGSM, PGD, Attack, LBFGSAttack, PeerAttack, build_attack
 from intriguing.attacks.base import Statistic, device_of
 from intriguing.attacks.peers import import_torchattacks, is_peer_spec
 
-#: Attacks :func:`evaluate_robustness` runs, by name.
-ATTACKS = (
-    "autoattack",
-    "autoattack-fast",
-    "apgd-ce",
-    "apgd-t",
-    "fab",
-    "square",
-    "pgd",
-    "fgsm",
-    "lbfgs",
-)
 #: Attacks that query only the model's outputs (the rest use its gradients).
 BLACK_BOX = ("square",)
 NORMS = ("linf", "l2")

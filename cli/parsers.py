@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from intriguing.analysis.evaluation_attacks import ATTACKS as ATTACKS_OF_EVALUATE
 from intriguing.attacks.registry import ATTACKS, attack_entry, declared_attacks
 from intriguing.configs import available
 from intriguing.configs.budget import available_budgets
@@ -23,18 +24,8 @@ TENSOR_SPLITS: tuple[str, ...] = ("train", "val", "test", "p1", "p2", "full_trai
 #: :data:`ATTACKS` lists them): ``--attack`` values are checked by :func:`attack_name`, which
 #: imports the attacks only for a name not declared in the registry itself, and help lists
 #: those declared, so that ``--help`` stays light.
-#: Attacks of ``intriguing evaluate`` (:data:`intriguing.analysis.evaluation.ATTACKS`).
-EVALUATE_ATTACKS: tuple[str, ...] = (
-    "autoattack",
-    "autoattack-fast",
-    "apgd-ce",
-    "apgd-t",
-    "fab",
-    "square",
-    "pgd",
-    "fgsm",
-    "lbfgs",
-)
+#: Attacks of ``intriguing evaluate`` (torch-free, shared with analysis.evaluation).
+EVALUATE_ATTACKS = ATTACKS_OF_EVALUATE
 #: Where ``intriguing reproduce`` caches adversarial sets.
 DEFAULT_CACHE = "outputs/transfer-cache"  # shared with `intriguing transfer`
 
