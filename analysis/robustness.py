@@ -4,7 +4,7 @@ Table 1's last column).
 
 Robust error is what the field reports (Croce & Hein 2020; Carlini et al. 2019): the fraction
 of images misclassified clean or fooled by *any* of several strong attacks within an L-inf or
-L2 budget, the per-image worst case. :func:`evaluate_robustness` measures it with
+L2 budget, the per-image worst case. :func:`measure_robustness` measures it with
 :func:`analysis.evaluation.evaluate_robustness` (the engine of ``intriguing evaluate``, with
 its gradient-masking checks) and names the figures for a run's metrics:
 
@@ -28,7 +28,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
@@ -160,7 +161,7 @@ def robust_metrics(
 
 
 def check_robust_attacks(attacks: Sequence[AttackEntry]) -> None:
-    """Check, before anything is trained, that :func:`evaluate_robustness` can run ``attacks``.
+    """Check, before anything is trained, that :func:`measure_robustness` can run ``attacks``.
 
     Raises:
         ValueError: for an attack name not in :data:`analysis.evaluation.ATTACKS` (naming
@@ -182,59 +183,143 @@ def check_robust_attacks(attacks: Sequence[AttackEntry]) -> None:
             raise ImportError(f"{', '.join(peers)}: {error}") from None
 
 
-def check_budgets(norm: str, epsilons: Sequence[float]) -> None:
-    """Check a norm and its budgets (empty: the norm is not evaluated).
+def _shown(values: Sequence[Any]) -> str:
+    """A list argument as messages write it: ``[pgd, apgd-ce]``, ``[0.1, 0.0]``."""
+    if isinstance(values, str | Mapping):
+        return repr(values)
+    return f"[{', '.join(str(value) for value in values)}]"
+
+
+def check_robust_settings(
+    *,
+    batch_size: int,
+    robust_subset: int | None,
+    robust_attacks: Sequence[AttackEntry],
+    linf_epsilons: Sequence[float],
+    l2_epsilons: Sequence[float],
+    robust_steps: int,
+    pgd_steps: int,
+    pgd_restarts: int,
+) -> None:
+    """Check the arguments of :func:`measure_robustness` that could only fail after its first
+    attack: the batch size and what the robust error needs (the attacks, the budgets, their
+    strength), the latter only when a robust error is measured (``robust_attacks`` not empty
+    and ``robust_subset`` not 0). :func:`measure_robustness` runs it first, and
+    ``pipelines.evaluation.check_evaluation`` before anything is trained; the parameters are
+    :func:`measure_robustness`'s.
 
     Raises:
-        ValueError: for a norm not in ``("linf", "l2")`` or a non-positive epsilon.
+        ValueError: starting with the parameter and its value (``"robust_subset=-2: ..."``,
+            ``"linf_epsilons=[0.1, 0.0]: epsilon 0.0: must be a positive number"``,
+            ``"robust_attacks=[pgd, apgd]: attack 'apgd': expected one of ..."``) for a
+            batch size, iteration or restart count below 1, a negative ``robust_subset``, a
+            non-positive epsilon, or an unknown robust attack or bad specification.
+        TypeError: ``"robust_attacks=[...]: ..."`` for an entry that is neither a name nor
+            a specification mapping.
+        ImportError: ``"robust_attacks=[...]: apgd-ce, apgd-t: ..."``, naming
+            ``intriguing[eval]``, when a robust attack needs torchattacks and it is missing.
     """
-    if epsilons:
-        _check_budgets(norm, epsilons)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: must be at least 1")
+    if robust_subset is not None and robust_subset < 0:
+        raise ValueError(
+            f"robust_subset={robust_subset}: must be 0 (no robust error), more, or None/null "
+            "(all the images)"
+        )
+    if not robust_attacks or robust_subset == 0:
+        return
+    for name, value in (
+        ("robust_steps", robust_steps),
+        ("pgd_steps", pgd_steps),
+        ("pgd_restarts", pgd_restarts),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: must be at least 1")
+    for norm, epsilons in (("linf", linf_epsilons), ("l2", l2_epsilons)):
+        if epsilons:
+            try:
+                _check_budgets(norm, epsilons)
+            except ValueError as error:
+                raise ValueError(f"{norm}_epsilons={_shown(epsilons)}: {error}") from None
+    named = f"robust_attacks={_shown(robust_attacks)}"
+    try:
+        check_robust_attacks(robust_attacks)
+    except (ValueError, TypeError, ImportError) as error:
+        raise type(error)(f"{named}: {error}") from None
 
 
-def evaluate_robustness(
+#: :func:`measure_robustness`'s defaults that are mappings or lists, read-only (the
+#: ``evaluation`` section's: configs.schema.EvaluationConfig). The fixed-budget attack: FGSM
+#: at L-inf 0.1.
+FIXED_ATTACK: Mapping[str, Any] = MappingProxyType({"name": "fgsm", "epsilon": 0.1, "norm": "linf"})
+#: The minimum-distortion attack: the paper's box-constrained L-BFGS with its own defaults.
+DISTORTION_ATTACK: Mapping[str, Any] = MappingProxyType({"name": "lbfgs"})
+#: The robust attacks whose per-image union is the robust error.
+ROBUST_ATTACKS: tuple[str, ...] = ("pgd", "apgd-ce", "apgd-t", "fgsm")
+
+
+def measure_robustness(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
     *,
-    attack: Mapping[str, Any],
-    distortion_attack: Mapping[str, Any],
+    attack: Mapping[str, Any] = FIXED_ATTACK,
+    distortion_attack: Mapping[str, Any] = DISTORTION_ATTACK,
     batch_size: int = 500,
+    robust_subset: int | None = None,
+    robust_attacks: Sequence[AttackEntry] = ROBUST_ATTACKS,
+    linf_epsilons: Sequence[float] = (0.1, 0.3),
+    l2_epsilons: Sequence[float] = (1.5,),
+    robust_steps: int = 100,
+    pgd_steps: int = 40,
+    pgd_restarts: int = 5,
     progress: bool = False,
-    robust_attacks: Sequence[AttackEntry] = (),
-    epsilons: Mapping[str, Sequence[float]] | None = None,
-    robust_examples: int | None = None,
-    settings: AttackSettings | None = None,
 ) -> Robustness:
-    """Clean error, robust error, error under ``attack`` and mean minimum distortion.
+    """A run's robustness figures: clean error, robust error at each budget, error under
+    ``attack`` and mean minimum distortion.
+
+    The keyword parameters are the keys of a run config's ``evaluation`` section
+    (``configs.schema.EvaluationConfig``), with its defaults, save ``progress``; the section
+    reaches them through ``pipelines.evaluation.EVALUATION`` (``intriguing.registry.Binding``).
 
     Args:
         model: a classifier mapping ``(batch, C, H, W)`` pixels in ``[0, 1]`` to logits
             ``(batch, classes)``.
         images, labels: ``(N, C, H, W)`` floats in ``[0, 1]`` and ``(N,)`` class indices.
         attack, distortion_attack: attack config mappings for :func:`attacks.build_attack`:
-            the fixed-budget attack (``adversarial_error``) and the minimum-distortion one.
-        batch_size: examples per attack call.
+            the fixed-budget attack (``adversarial_error``; FGSM at L-inf 0.1 by default) and
+            the minimum-distortion one (L-BFGS).
+        batch_size: examples per attack call (every attack's).
+        robust_subset: robust error on the first ``robust_subset`` images only (``None``: all
+            of them; 0: no robust error); each norm's evaluation runs on the same images.
         robust_attacks: the attacks whose per-image union is the robust error (names of
             :data:`analysis.evaluation.ATTACKS` or specifications); empty: no robust error.
-        epsilons: the budgets per norm, ``{"linf": [0.1, 0.3], "l2": [1.5]}`` (pixel units).
-        robust_examples: robust error on the first ``robust_examples`` images only (``None``:
-            all of them); each norm's evaluation runs on the same images.
-        settings: the robust attacks' strength (:class:`analysis.evaluation.AttackSettings`;
-            its ``batch_size`` is replaced by ``batch_size``).
+        linf_epsilons, l2_epsilons: the budgets of each norm (pixel units of ``[0, 1]``
+            images); empty: that norm is not evaluated.
+        robust_steps, pgd_steps, pgd_restarts: the robust attacks' strength
+            (:class:`analysis.evaluation.AttackSettings`'s ``steps``, ``pgd_steps`` and
+            ``pgd_restarts``): APGD-CE's, APGD-T's and FAB's iterations, our PGD's
+            iterations and its random restarts.
+        progress: show progress bars.
+
+    Returns:
+        The figures (:meth:`Robustness.as_metrics` names them for a run's metrics).
 
     Raises:
-        ValueError: for an unknown robust attack or norm, a non-positive epsilon, or a
-            negative ``robust_examples``.
-        ImportError: naming ``intriguing[eval]`` for a torchattacks attack without it.
+        ValueError, TypeError, ImportError: before any attack, for a bad argument
+            (:func:`check_robust_settings`: the message starts with the parameter and its
+            value; ``intriguing[eval]`` named for a torchattacks attack without it).
     """
-    if robust_examples is not None and robust_examples < 0:
-        raise ValueError(f"robust_examples={robust_examples}: must be at least 0")
-    budgets = {norm: list(values) for norm, values in (epsilons or {}).items() if values}
-    for norm, values in budgets.items():
-        check_budgets(norm, values)
-    if robust_attacks:
-        check_robust_attacks(robust_attacks)
+    check_robust_settings(
+        batch_size=batch_size,
+        robust_subset=robust_subset,
+        robust_attacks=robust_attacks,
+        linf_epsilons=linf_epsilons,
+        l2_epsilons=l2_epsilons,
+        robust_steps=robust_steps,
+        pgd_steps=pgd_steps,
+        pgd_restarts=pgd_restarts,
+    )
     started = time.perf_counter()
     budget_attack = build_attack(model, attack)
     wrong_clean = wrong_adversarial = 0
@@ -256,9 +341,19 @@ def evaluate_robustness(
     count = max(1, len(labels))
     seconds = time.perf_counter() - started
     robust: list[RobustnessEvaluation] = []
-    chosen = len(labels) if robust_examples is None else min(robust_examples, len(labels))
+    budgets = {
+        norm: [float(epsilon) for epsilon in epsilons]
+        for norm, epsilons in (("linf", linf_epsilons), ("l2", l2_epsilons))
+        if epsilons
+    }
+    chosen = len(labels) if robust_subset is None else min(robust_subset, len(labels))
     if robust_attacks and budgets and chosen:
-        strength = replace(settings or AttackSettings(), batch_size=batch_size)
+        settings = AttackSettings(
+            steps=robust_steps,
+            pgd_steps=pgd_steps,
+            pgd_restarts=pgd_restarts,
+            batch_size=batch_size,
+        )
         for norm in (n for n in NORMS if n in budgets):
             robust.append(
                 evaluate_budgets(
@@ -268,7 +363,7 @@ def evaluate_robustness(
                     attacks=robust_attacks,
                     epsilons=budgets[norm],
                     norm=norm,
-                    settings=strength,
+                    settings=settings,
                     progress=progress,
                     description=f"robust error {NORM_LABELS[norm]}",
                 )

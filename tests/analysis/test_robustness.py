@@ -10,19 +10,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from intriguing.analysis import robustness
-from intriguing.analysis.evaluation import AttackSettings
 from intriguing.analysis.robustness import (
     budget_key,
     budget_label,
     check_robust_attacks,
-    evaluate_robustness,
     headline_figures,
+    measure_robustness,
     robust_attacks_text,
 )
 
 pytest.importorskip("torchattacks")
 
-FAST = AttackSettings(steps=3, pgd_steps=3, pgd_restarts=2)
+FAST = {"robust_steps": 3, "pgd_steps": 3, "pgd_restarts": 2}
 ATTACKS = ["pgd", "apgd-ce", "apgd-t", "fgsm"]
 
 
@@ -46,16 +45,17 @@ def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 def test_robust_error_is_the_union_on_the_first_images_beside_their_clean_error(trained) -> None:
     model, x, y = trained
-    found = evaluate_robustness(
+    found = measure_robustness(
         model,
         x,
         y,
         attack={"name": "fgsm", "epsilon": 0.1, "norm": "linf"},
         distortion_attack={"name": "lbfgs", "search_steps": 2, "max_iterations": 10},
         robust_attacks=ATTACKS,
-        epsilons={"linf": [0.3, 0.05], "l2": [1.0]},
-        robust_examples=16,
-        settings=FAST,
+        linf_epsilons=[0.3, 0.05],
+        l2_epsilons=[1.0],
+        robust_subset=16,
+        **FAST,
     )
     metrics = found.as_metrics("eval/")
     assert metrics["eval/examples"] == 32 and metrics["eval/robust_examples"] == 16
@@ -84,12 +84,13 @@ def test_robust_error_is_the_union_on_the_first_images_beside_their_clean_error(
 
 def test_without_robust_attacks_the_figures_are_the_old_ones(trained) -> None:
     model, x, y = trained
-    found = evaluate_robustness(
+    found = measure_robustness(
         model,
         x[:8],
         y[:8],
         attack={"name": "fgsm", "epsilon": 0.1, "norm": "linf"},
         distortion_attack={"name": "lbfgs", "search_steps": 2, "max_iterations": 10},
+        robust_attacks=(),
     )
     assert found.robust == []
     assert set(found.as_metrics()) == {
@@ -111,18 +112,19 @@ def test_bad_robust_settings_are_refused_before_any_attack(trained) -> None:
         "attack": {"name": "fgsm", "epsilon": 0.1, "norm": "linf"},
         "distortion_attack": {"name": "lbfgs"},
     }
-    with pytest.raises(ValueError, match="attack 'apgd': expected one of"):
-        evaluate_robustness(
-            model, x, y, robust_attacks=["apgd"], epsilons={"linf": [0.1]}, **common
-        )
+    with pytest.raises(
+        ValueError, match=r"robust_attacks=\[apgd\]: attack 'apgd': expected one of"
+    ):
+        measure_robustness(model, x, y, robust_attacks=["apgd"], linf_epsilons=[0.1], **common)
     with pytest.raises(ValueError, match=r"epsilon -0\.1: must be a positive number"):
-        evaluate_robustness(
-            model, x, y, robust_attacks=["pgd"], epsilons={"linf": [-0.1]}, **common
-        )
-    with pytest.raises(ValueError, match="norm 'l1'"):
-        evaluate_robustness(model, x, y, robust_attacks=["pgd"], epsilons={"l1": [1.0]}, **common)
-    with pytest.raises(ValueError, match="robust_examples=-1"):
-        evaluate_robustness(model, x, y, robust_examples=-1, **common)
+        measure_robustness(model, x, y, robust_attacks=["pgd"], linf_epsilons=[-0.1], **common)
+    with pytest.raises(ValueError, match=r"^l2_epsilons=\[0\]: epsilon 0: must be a positive"):
+        measure_robustness(model, x, y, robust_attacks=["pgd"], l2_epsilons=[0], **common)
+    with pytest.raises(ValueError, match="robust_subset=-1"):
+        measure_robustness(model, x, y, robust_subset=-1, **common)
+    for name in ("robust_steps", "pgd_steps", "pgd_restarts", "batch_size"):
+        with pytest.raises(ValueError, match=rf"^{name}=0: must be at least 1"):
+            measure_robustness(model, x, y, robust_attacks=["pgd"], **{name: 0}, **common)
 
 
 def test_a_missing_torchattacks_is_named_with_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -266,7 +266,7 @@ def test_an_evaluation_failure_writes_the_summary_and_exits_1(
     def failing(*args, **kwargs):
         raise RuntimeError("mat1 and mat2 must have the same dtype\nsecond line")
 
-    monkeypatch.setattr(experiment_module, "evaluate_robustness", failing)
+    monkeypatch.setattr(experiment_module, "EVALUATION", failing)  # measure_robustness fails
     outcome = run_cli(
         "train",
         "experiment=fc100-100-10",
