@@ -14,16 +14,16 @@ import argparse
 from intriguing.cli.arguments import torch_device, wandb_tracking
 from intriguing.pipelines.attack import (
     AttackRecord,
-    CheckpointAttack,
+    CheckpointAttackSettings,
     attack_checkpoint,
     log_record,
     save_record,
 )
 
 
-def settings(args: argparse.Namespace) -> CheckpointAttack:
+def settings(args: argparse.Namespace) -> CheckpointAttackSettings:
     """The pipeline's settings from the options (``--device`` resolved)."""
-    return CheckpointAttack(
+    return CheckpointAttackSettings(
         checkpoint=args.checkpoint,
         attack=args.attack,
         layer=args.layer,

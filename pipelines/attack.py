@@ -2,9 +2,9 @@
 (2013)'s Table 1, as ``intriguing attack --checkpoint CKPT`` runs it. Callable from a
 notebook::
 
-    from intriguing.pipelines.attack import CheckpointAttack, attack_checkpoint
+    from intriguing.pipelines.attack import CheckpointAttackSettings, attack_checkpoint
 
-    record = attack_checkpoint(CheckpointAttack("runs/fc100/last.ckpt", subset=100))
+    record = attack_checkpoint(CheckpointAttackSettings("runs/fc100/last.ckpt", subset=100))
     record.summary.mean_distortion, record.summary.adversarial_error
 
 :func:`attack_checkpoint` loads the checkpoint and its examples and runs a minimum-distortion
@@ -36,7 +36,7 @@ ATTACK_OPTIONS = ("epsilon", "norm", "steps", "stddev", "search_steps", "max_ite
 
 
 @dataclass(frozen=True)
-class CheckpointAttack:
+class CheckpointAttackSettings:
     """Which examples of a checkpoint to attack, and how.
 
     Attributes:
@@ -102,7 +102,7 @@ class AttackRecord:
         dataset: the data set's name.
         split: the split attacked.
         num_classes: the data set's classes (a targeted attack's modulus).
-        attack: the attack's specification (:meth:`CheckpointAttack.spec`).
+        attack: the attack's specification (:meth:`CheckpointAttackSettings.spec`).
         target_shift: as in the settings.
         device: where it ran.
         summary: mean minimum distortion, success rate, adversarial and clean error, examples,
@@ -131,7 +131,7 @@ class AttackRecord:
         }
 
 
-def attack_checkpoint(settings: CheckpointAttack) -> AttackRecord:
+def attack_checkpoint(settings: CheckpointAttackSettings) -> AttackRecord:
     """The minimum distortion at which each example of the checkpoint's split is
     misclassified (already-misclassified examples count with 0), and the success rate and
     adversarial error of the returned set (Szegedy et al. 2013, Table 1).
