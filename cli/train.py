@@ -1,9 +1,11 @@
 """``intriguing train [experiment=NAME] [key=value ...]``: train, test, print a summary.
 
-The composed configuration is validated first, also under ``--print-config``
-(:func:`intriguing.pipelines.validate.validate_run_config`): what the run would refuse later
-(a layer the model lacks, a bad mix ratio, data sizes out of range) is refused in one line
-naming the key, before any folder is made or anything trains.
+The composed configuration is validated before anything is made or trains
+(:func:`intriguing.pipelines.validate.validate_run_config`): by
+:func:`~intriguing.pipelines.train.train` and
+:func:`~intriguing.pipelines.train.train_with_baseline` themselves, and here under
+``--print-config``. What the run would refuse later (a layer the model lacks, a bad mix ratio,
+data sizes out of range) is refused in one line naming the key.
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ from intriguing.pipelines.validate import validate_run_config
 
 def run(args: argparse.Namespace) -> int:
     config = compose(args.overrides)
-    validate_run_config(config)
     if args.print_config:
+        validate_run_config(config)
         print(to_yaml(config), end="")
         return 0
     if config.compare_baseline:
-        comparison = train_with_baseline(config)
+        comparison = train_with_baseline(config)  # validates config before the baseline
         _print(format_summary(comparison.run))
         _print(format_comparison(comparison.run, comparison.baseline, comparison.baseline_reused))
         log_comparison(config, comparison.run, comparison.baseline)  # the same table, to W&B
     else:
-        _print(format_summary(train(config)))
+        _print(format_summary(train(config)))  # validates config before anything is made
     return 0
 
 

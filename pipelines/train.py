@@ -277,6 +277,7 @@ def train_with_baseline(config: DictConfig) -> Comparison:
     given for the run is kept): ``config.logger.group`` is set in place, before either run
     starts, to :func:`comparison_group`, so that the caller can log into the same group. A
     reused baseline stays in the group it was logged to."""
+    validate_run_config(config)  # before the baseline trains: its config lacks the backfeed
     config.logger.group = comparison_group(config)
     if config.logger.job_type is None:
         config.logger.job_type = BACKFEED_JOB_TYPE
