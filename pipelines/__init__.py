@@ -15,6 +15,13 @@ notebook as from the command line (``intriguing.cli`` only parses arguments and 
   :mod:`intriguing.pipelines.reproduce`: the study with its report written and logged.
 - :mod:`intriguing.pipelines.transfer`: the transfer study of given checkpoints (Tables 2-4).
 - :mod:`intriguing.pipelines.units`: units versus random directions written to disk.
+- :mod:`intriguing.pipelines.attack`: a checkpoint's minimum distortion (Table 1),
+  ``attack_checkpoint(settings) -> AttackRecord``.
+- :mod:`intriguing.pipelines.evaluate_models`: robust error at fixed budgets with the
+  gradient-masking checks, ``evaluate_models(settings) -> ModelEvaluations``.
+- :mod:`intriguing.pipelines.spectral`: upper Lipschitz bounds (Table 5),
+  ``spectral_report(settings) -> SpectralReport``.
+- :mod:`intriguing.pipelines.models`: any ``nn.Module`` from ``MODULE:FACTORY``, and its weights.
 - :mod:`intriguing.pipelines.data`: a checkpoint's data settings and a split's examples.
 - :mod:`intriguing.pipelines.sweep`: a W&B sweep file run here on W&B's own engine.
 - :mod:`intriguing.pipelines.sweep_file`: sweep files read, checked and drawn from.
