@@ -47,6 +47,7 @@ from intriguing.analysis.evaluation import (
 from intriguing.analysis.evaluation import evaluate_robustness as evaluate_budgets
 from intriguing.attacks import build_attack, minimum_distortion
 from intriguing.attacks.peers import import_torchattacks, is_peer_spec
+from intriguing.attacks.registry import fgsm, lbfgs
 
 #: Attacks of :data:`analysis.evaluation.ATTACKS` that are ours; the others run in torchattacks
 #: (the ``intriguing[eval]`` extra).
@@ -251,9 +252,9 @@ def check_robust_settings(
 #: :func:`measure_robustness`'s defaults that are mappings or lists, read-only (the
 #: ``evaluation`` section's: configs.schema.EvaluationConfig). The fixed-budget attack: FGSM
 #: at L-inf 0.1.
-FIXED_ATTACK: Mapping[str, Any] = MappingProxyType({"name": "fgsm", "epsilon": 0.1, "norm": "linf"})
+FIXED_ATTACK: Mapping[str, Any] = MappingProxyType(fgsm())
 #: The minimum-distortion attack: the paper's box-constrained L-BFGS with its own defaults.
-DISTORTION_ATTACK: Mapping[str, Any] = MappingProxyType({"name": "lbfgs"})
+DISTORTION_ATTACK: Mapping[str, Any] = MappingProxyType(lbfgs())
 #: The robust attacks whose per-image union is the robust error.
 ROBUST_ATTACKS: tuple[str, ...] = ("pgd", "apgd-ce", "apgd-t", "fgsm")
 

@@ -173,6 +173,27 @@ class AttackEntry:
         return target
 
 
+#: One attack and its settings as a config section holds it (``backfeed.generator``,
+#: ``evaluation.attack``, ...): ``name``, a registered attack (null keys: the attack's own
+#: defaults), and the keys of that attack's config, checked against it when a run's config is
+#: composed (configs.compose).
+AttackConfig = dict[str, Any]
+#: Field metadata that marks an attack section of a config dataclass for configs.compose:
+#: ``field(default_factory=lbfgs, metadata=ATTACK)``.
+ATTACK_SECTION = "attack_section"
+ATTACK = {ATTACK_SECTION: True}
+
+
+def lbfgs() -> AttackConfig:
+    """The paper's attack with its own defaults."""
+    return {"name": "lbfgs"}
+
+
+def fgsm() -> AttackConfig:
+    """FGSM at L-inf 0.1, the fixed attack of adversarial validation and evaluation."""
+    return {"name": "fgsm", "epsilon": 0.1, "norm": "linf"}
+
+
 #: The attacks by name (the shared machinery of :mod:`intriguing.registry`).
 REGISTRY: Registry[AttackEntry] = Registry("attack", "attack.name", "intriguing.attacks")
 _ENTRIES = REGISTRY.entries

@@ -10,6 +10,7 @@ as a ``wandb.Table`` with ``wandb.Image`` cells.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -23,6 +24,7 @@ from typing_extensions import override
 
 from intriguing.attacks import INPUT
 from intriguing.callbacks.backfeed import AdversarialBackfeed
+from intriguing.registry import Binding
 
 #: The W&B key of the table.
 EXAMPLES_KEY = "backfeed/examples"
@@ -223,3 +225,25 @@ def _image(wandb: Any, x: Tensor, caption: str) -> Any:
     """A ``wandb.Image`` of ``x`` (pixels in [0, 1]), or ``None`` when it is not an image."""
     picture = _picture(x)
     return None if picture is None else wandb.Image(picture, caption=caption)
+
+
+def backfeed_callbacks(binding: Binding, values: Mapping[str, Any], *, seed: int) -> list[Callback]:
+    """What a run's ``backfeed`` section makes (its registered ``build``, callbacks.registry):
+    the :class:`AdversarialBackfeed` (``binding``: each key is its keyword parameter; with
+    ``val_subset`` 0 it gets no ``val_attack``, i.e. no adversarial validation), and a
+    :class:`PoolExamplesLogger` every ``log_examples_every_n_epochs`` epochs (0: none).
+
+    Raises:
+        ValueError: for a negative ``log_examples_every_n_epochs``, and what the backfeed
+            callback raises for a bad value (naming its parameter).
+    """
+    section = dict(values)
+    every = section["log_examples_every_n_epochs"]
+    if every < 0:
+        raise ValueError(f"log_examples_every_n_epochs={every}: must be 0 (never) or more")
+    if not section["val_subset"]:  # no adversarial validation
+        section["val_attack"] = None
+    made: list[Callback] = [binding(section, seed=seed)]
+    if every:
+        made.append(PoolExamplesLogger(every_n_epochs=every))
+    return made

@@ -73,9 +73,9 @@ from intriguing.analysis.transfer import (
 )
 from intriguing.attacks import evaluating
 from intriguing.callbacks.batches import BatchKey, batch_entry, check_batch_key
+from intriguing.callbacks.registry import callback_entry
 from intriguing.callbacks.rng import untouched_rng
 from intriguing.configs import building, to_container
-from intriguing.registry import Binding
 from intriguing.trainers import ErrorRate, load_classifier
 from intriguing.trainers.checkpoints import load_lightning_module
 
@@ -575,7 +575,9 @@ class TransferRobustness(Callback):
 
 #: How the ``transfer`` section becomes the callback (intriguing.registry.Binding): every key
 #: is the keyword parameter of the same name, save those excluded here with the reason.
-TRANSFER = Binding("transfer", TransferRobustness, exclude={"enabled": "switches the callback on"})
+#: How the ``transfer`` section becomes the callback (where it is registered:
+#: callbacks.registry).
+TRANSFER = callback_entry("transfer").binding
 
 
 def transfer_callbacks(config: Any) -> list[Callback]:
@@ -585,8 +587,7 @@ def transfer_callbacks(config: Any) -> list[Callback]:
         ConfigError: naming the ``transfer.`` key of a value the callback refuses
             (:func:`intriguing.configs.config_error`).
     """
-    section = config.transfer
-    if not section.enabled:
+    if not config.transfer.enabled:
         return []
     with building("transfer"):
         return [TRANSFER(to_container(config)["transfer"], seed=config.seed)]

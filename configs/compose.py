@@ -16,7 +16,8 @@ must be registered (:mod:`trainers.families`, :mod:`datamodules.datasets`). An a
 attack it names (:mod:`attacks.registry`), key by key and type by type, and written out with
 every key of that config; a step that changes a section's attack drops the keys of earlier
 steps the new attack does not take (``experiment=backfeed-fc100 backfeed.generator.name=fgsm``
-loses L-BFGS's ``search_steps``).
+loses L-BFGS's ``search_steps``). A section under ``callbacks`` is checked the same way
+against the config of the registered callback it names (:mod:`callbacks.registry`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from intriguing.attacks.registry import attack_entry
+from intriguing.callbacks.registry import CALLBACKS, switchable_entry
 from intriguing.configs.schema import ATTACK_SECTION, ExperimentConfig
 from intriguing.datamodules.datasets import dataset_spec
 from intriguing.errors import first_line
@@ -238,6 +240,29 @@ def _check_attacks(config: DictConfig) -> None:
         node[field_name] = check_attack(node[field_name], key)
 
 
+def _check_callbacks(config: DictConfig) -> None:
+    """Each section under ``callbacks`` against the config of the registered callback it
+    names (callbacks.registry), key by key and type by type, written out with every key of
+    that config; a null section (a callback switched off) stays null."""
+    sections = config[CALLBACKS]
+    for name in list(sections):
+        values = sections[name]
+        if values is None:
+            continue
+        key = f"{CALLBACKS}.{name}"
+        try:
+            entry = switchable_entry(str(name))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if not isinstance(values, DictConfig):
+            raise ConfigError(f"{key}={values}: expected a mapping of its keys ({{}}: defaults)")
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(entry.config), values)
+        except OmegaConfBaseException as error:
+            raise ConfigError(f"{key}.{_describe(error, 'callback ' + name)}") from None
+        sections[name] = OmegaConf.to_container(typed, enum_to_str=True)
+
+
 def _parse_overrides(words: Iterable[str]) -> tuple[dict[str, str], list[str]]:
     """Split words into group selections and ``dotted.key=value`` assignments."""
     groups: dict[str, str] = {}
@@ -291,6 +316,7 @@ def compose(overrides: Sequence[str] = (), experiment: str | None = None) -> Dic
     _resolve_all(config)
     _check_names(config)
     _check_attacks(config)
+    _check_callbacks(config)
     return config
 
 

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-# The model families' and data sets' registries (torch-free): their typed configs and names.
+# The registries (torch-free): their typed configs and names, re-exported here as before.
+from intriguing.attacks.registry import ATTACK as ATTACK
+from intriguing.attacks.registry import ATTACK_SECTION as ATTACK_SECTION
+from intriguing.attacks.registry import AttackConfig as AttackConfig
+from intriguing.attacks.registry import fgsm as fgsm
+from intriguing.attacks.registry import lbfgs as lbfgs
+from intriguing.callbacks.registry import BackfeedConfig as BackfeedConfig
+from intriguing.callbacks.registry import MixPolicy as MixPolicy
+from intriguing.callbacks.registry import SpectralConfig as SpectralConfig
+from intriguing.callbacks.registry import TransferConfig as TransferConfig
 from intriguing.datamodules.datasets import declared_datasets
 from intriguing.registry import field_default
 from intriguing.trainers.families import (
@@ -200,95 +209,6 @@ class CheckpointConfig:
     save_last: bool = True
 
 
-#: One attack and its settings, as used by commands and callbacks: ``name``, a registered
-#: attack (see attacks.registry; null keys: the attack's own defaults), and the keys of that
-#: attack's config, checked against it when the run's config is composed (configs.compose).
-AttackConfig = dict[str, Any]
-#: Field metadata that marks an attack section for configs.compose.
-ATTACK_SECTION = "attack_section"
-ATTACK = {ATTACK_SECTION: True}
-
-
-def lbfgs() -> AttackConfig:
-    """The paper's attack with its own defaults."""
-    return {"name": "lbfgs"}
-
-
-def fgsm() -> AttackConfig:
-    """FGSM at L-inf 0.1, the fixed attack of adversarial validation and evaluation."""
-    return {"name": "fgsm", "epsilon": 0.1, "norm": "linf"}
-
-
-class MixPolicy(StrEnum):
-    """How adversarial rows enter a training batch (callbacks.backfeed)."""
-
-    append = "append"  # after the clean rows: the batch grows
-    replace = "replace"  # in place of clean rows: the batch keeps its size
-
-
-@dataclass
-class BackfeedConfig:
-    """The paper's adversarial pool, mixed into training (see callbacks.backfeed); with
-    attack_current_batch, adversarial training on the batch itself (Madry et al. 2018)."""
-
-    enabled: bool = False
-    pool_size: int = 10000
-    # Adversarial rows per clean example of each training batch, in [0, 1]: added to the
-    # batch (mix: append) or taking the place of that fraction of its clean rows (replace;
-    # 1.0 trains on adversarial rows only, as Madry et al.).
-    mix_ratio: float = 0.5
-    mix: MixPolicy = MixPolicy.append
-    # Attack the training batch itself, against the current weights, at every step, and use
-    # every result (adversarial or not) instead of a pool: PGD adversarial training (Madry et
-    # al. 2018), FGSM with random start (Wong et al. 2020). pool_size and refresh_* are then
-    # unused.
-    attack_current_batch: bool = False
-    # Each refresh replaces this fraction of every pool with new examples ...
-    refresh_fraction: float = 0.01
-    # ... once every this many training steps.
-    refresh_every_n_steps: int = 1
-    generator: AttackConfig = field(default_factory=lbfgs, metadata=ATTACK)
-    # Layers whose output gets a pool of its own: "input" (the input pool) and/or submodules
-    # of the model by dotted path or unique suffix ("fc1" finds network.stages.fc1).
-    layers: list[str] = field(default_factory=lambda: ["input"])
-    # How the pools take turns: all mixed in every step, or one pool per step in turn.
-    alternate: bool = False
-    # Fixed attack and validation subset for comparable adversarial validation error.
-    val_attack: AttackConfig = field(default_factory=fgsm, metadata=ATTACK)
-    val_subset: int = 500
-    # A table of a few examples of every pool (clean, perturbation, adversarial, label, age)
-    # logged to W&B after every n-th training epoch (callbacks.pool_examples); 0: never.
-    log_examples_every_n_epochs: int = 5
-
-
-@dataclass
-class TransferConfig:
-    """Transfer of adversarial examples to and from a zoo during training (see
-    callbacks.transfer); `intriguing transfer` builds the paper's Tables 2-4 after training."""
-
-    enabled: bool = False
-    # Checkpoints of the zoo evaluated against the model in training (empty: nothing is done).
-    zoo: list[str] = field(default_factory=list)
-    # Measure after every n-th training epoch.
-    every_n_epochs: int = 1
-    # Examples attacked: the first `subset` of `split` (auto: val when held out, else test).
-    subset: int = 500
-    split: str = "auto"
-    # The attack that makes the adversarial examples, on the input (layer must stay null).
-    attack: AttackConfig = field(default_factory=lbfgs, metadata=ATTACK)
-    # Examples per set in the logged image grid (0: none).
-    grid_examples: int = 8
-    # Cache the zoo's adversarial sets here (null: made anew in every run).
-    cache_dir: str | None = None
-    batch_size: int = 500
-
-
-@dataclass
-class SpectralConfig:
-    enabled: bool = False
-    every_n_epochs: int = 1
-
-
 @dataclass
 class EvaluationConfig:
     """Robustness of the trained model on the first `subset` test images (0: skipped).
@@ -343,5 +263,8 @@ class ExperimentConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     spectral: SpectralConfig = field(default_factory=SpectralConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    # More callbacks by registered name, each with its config's keys (callbacks.registry):
+    # `callbacks.early_stopping.patience=5`, `callbacks.lr_monitor={}`; null switches one off.
+    callbacks: dict[str, Any] = field(default_factory=dict)
     # Train a model without the backfeed callback next to this one and compare (the demo).
     compare_baseline: bool = False

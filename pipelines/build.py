@@ -14,12 +14,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
-from intriguing.callbacks import (
-    AdversarialBackfeed,
-    PoolExamplesLogger,
-    SpectralMonitor,
-    transfer_callbacks,
-)
+from intriguing.callbacks.registry import callback_entry, enabled_callbacks
 from intriguing.configs import ConfigError, building, to_container
 from intriguing.errors import first_line
 from intriguing.pipelines import tracking
@@ -34,21 +29,15 @@ from intriguing.trainers.families import AutoencoderConfig, family_entry
 
 #: How each config section becomes its object (intriguing.registry.Binding): every key is the
 #: keyword parameter of the same name, save those excluded here with the reason; a key added
-#: to a section must be one or the other (tests/pipelines/test_build.py).
+#: to a section must be one or the other (tests/pipelines/test_build.py). The callbacks'
+#: sections are bound where each callback is registered (callbacks.registry).
 TRAINER = Binding(
     "trainer",
     pl.Trainer,
     exclude={"progress_bar_refresh_rate": "the refresh_rate of the TQDMProgressBar callback"},
 )
-BACKFEED = Binding(
-    "backfeed",
-    AdversarialBackfeed,
-    exclude={
-        "enabled": "switches the callback on",
-        "log_examples_every_n_epochs": "PoolExamplesLogger's every_n_epochs (0: no logger)",
-    },
-)
-SPECTRAL = Binding("spectral", SpectralMonitor, exclude={"enabled": "switches the callback on"})
+BACKFEED = callback_entry("backfeed").binding
+SPECTRAL = callback_entry("spectral").binding
 #: The best-models callback (the final model's callback takes only ``save_last``).
 CHECKPOINT = Binding(
     "checkpoint",
@@ -112,26 +101,28 @@ def build_trainer(
 
 
 def training_callbacks(config: DictConfig) -> list[Callback]:
-    """The research callbacks the config switches on: backfeed, spectral monitor, ..."""
+    """The callbacks the config switches on (:func:`callbacks.registry.enabled_callbacks`:
+    backfeed, spectral monitor, transfer, then those under ``callbacks``), each made from
+    its section by its registered entry.
+
+    Raises:
+        ConfigError: naming the key of a value a callback refuses
+            (:func:`intriguing.configs.config_error`; Lightning's own callbacks raise
+            ``MisconfigurationException``, named the same way).
+    """
     container = to_container(config)
     callbacks: list[Callback] = []
-    if config.backfeed.enabled:
-        section = container["backfeed"]
-        if not section["val_subset"]:  # no adversarial validation
-            section["val_attack"] = None
-        with building("backfeed"):  # the library's ValueError, naming the backfeed. key
-            callbacks.append(BACKFEED(section, seed=config.seed))
-        every = section["log_examples_every_n_epochs"]
-        if every < 0:
-            raise ConfigError(
-                f"backfeed.log_examples_every_n_epochs={every}: must be 0 (never) or more"
-            )
-        if every:
-            callbacks.append(PoolExamplesLogger(every_n_epochs=every))
-    if config.spectral.enabled:
-        with building("spectral"):
-            callbacks.append(SPECTRAL(container["spectral"]))
-    callbacks += transfer_callbacks(config)
+    try:
+        chosen = enabled_callbacks(container)
+    except ValueError as error:
+        raise ConfigError(first_line(error)) from None
+    for entry, section in chosen:
+        run = {key: container[key] for key in entry.run_arguments}
+        with building(entry.section):  # the library's ValueError, naming the section's key
+            try:
+                callbacks += entry.create(section, **run)
+            except MisconfigurationException as error:  # Lightning's callbacks refuse so
+                raise ValueError(first_line(error)) from error
     return callbacks
 
 

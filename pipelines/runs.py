@@ -16,6 +16,7 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from intriguing.callbacks.registry import CALLBACKS
 from intriguing.configs import ConfigError, to_container
 from intriguing.errors import first_line
 from intriguing.storage import atomic_output
@@ -76,6 +77,11 @@ def fingerprint(config: DictConfig) -> str:
     container = to_container(config)
     for key in _UNFINGERPRINTED:
         container.pop(key, None)
+    # Callbacks switched on under `callbacks` (none, or null: switched off, hash as before the
+    # section existed, so that finished runs keep standing in).
+    extra = {k: v for k, v in (container.pop(CALLBACKS, None) or {}).items() if v is not None}
+    if extra:
+        container[CALLBACKS] = extra
     trainer = container.get("trainer", {})
     for key in ("enable_progress_bar", "progress_bar_refresh_rate", "log_every_n_steps"):
         trainer.pop(key, None)

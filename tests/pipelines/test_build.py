@@ -19,6 +19,7 @@ from intriguing.callbacks import (
     SpectralMonitor,
     TransferRobustness,
 )
+from intriguing.callbacks.registry import callback_entry, callback_names
 from intriguing.callbacks.transfer import TRANSFER
 from intriguing.configs import compose
 from intriguing.configs.schema import BackfeedConfig, EvaluationConfig, ExperimentConfig
@@ -32,16 +33,18 @@ from intriguing.pipelines.build import (
     checkpoint_callbacks,
     training_callbacks,
 )
-from intriguing.registry import Binding, arguments, drifted_defaults, instantiate
+from intriguing.pipelines.evaluation import EVALUATION
+from intriguing.registry import Binding, arguments, drifted_defaults, instantiate, load_target
 
-BINDINGS = (TRAINER, BACKFEED, SPECTRAL, CHECKPOINT, AUTOENCODER, TRANSFER)
+#: Every registered callback's section (callbacks.registry), those under `callbacks` too.
+CALLBACK_BINDINGS = tuple(callback_entry(name).binding for name in callback_names())
+BINDINGS = (TRAINER, CHECKPOINT, AUTOENCODER, EVALUATION, *CALLBACK_BINDINGS)
 #: Sections of ExperimentConfig that no Binding makes an object, and what takes them whole.
 NOT_BOUND = {
     "model": "ImageClassifier(model=...) and the family registry (trainers.families)",
     "optim": "ImageClassifier(optim=...)",
     "data": "datamodules.build_datamodule",
     "logger": "pipelines.tracking.make_logger",
-    "evaluation": "pipelines.evaluation.evaluate (several targets)",
 }
 #: Defaults of our constructors that are not the config's, by design: (section, key) -> why.
 #: The config's value is the one runs use.
@@ -52,7 +55,15 @@ DIFFERENT_DEFAULTS = {
 }
 
 
+def test_the_callback_bindings_are_the_registered_ones() -> None:
+    assert {BACKFEED.section, SPECTRAL.section, TRANSFER.section} <= {
+        b.section for b in CALLBACK_BINDINGS
+    }
+
+
 def _schema(section: str) -> type:
+    if section.startswith("callbacks."):
+        return callback_entry(section.removeprefix("callbacks.")).config
     value: Any = ExperimentConfig()
     for part in section.split("."):
         value = getattr(value, part)
@@ -73,7 +84,7 @@ def test_every_section_of_the_schema_is_bound_or_declared_whole() -> None:
 
 #: The bindings whose target is ours (Lightning's Trainer and ModelCheckpoint keep their own
 #: defaults; the config's are the run's).
-OURS = tuple(b for b in BINDINGS if b.target.__module__.startswith("intriguing."))
+OURS = tuple(b for b in BINDINGS if load_target(b.target).__module__.startswith("intriguing."))
 
 
 @pytest.mark.parametrize("binding", OURS, ids=lambda b: b.section)
