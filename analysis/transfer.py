@@ -177,7 +177,7 @@ def check_attack_spec(spec: Mapping[str, Any], argument: str) -> None:
     known).
 
     Raises:
-        ValueError: ``"{argument}: attack.KEY ..."``, naming the argument and the key.
+        ValueError: ``"{argument}.KEY ..."``, naming the argument and the key.
     """
     if not isinstance(spec, Mapping):
         raise TypeError(f"{argument}={spec!r}: expected an attack config mapping")
@@ -185,6 +185,8 @@ def check_attack_spec(spec: Mapping[str, Any], argument: str) -> None:
         build_attack(nn.Identity(), {**dict(spec), "layer": None})
     except (ValueError, TypeError) as error:
         message = str(error)
+        if message.startswith("attack."):  # the spec's key, as the argument's key
+            message = f"{argument}.{message.removeprefix('attack.')}"
         named = message if message.startswith(f"{argument}.") else f"{argument}: {message}"
         raise ValueError(named) from None
 

@@ -87,7 +87,7 @@ class BudgetAttack(Attack):
         so that only the budget changes.
         """
         if steps < 1:
-            raise ValueError("minimal: steps must be at least 1")
+            raise ValueError(f"minimal: steps={steps!r}: must be at least 1")
         return self._run(x, y, target, lambda problem: self._search(problem, steps))
 
     def _search(self, problem: Problem, steps: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
@@ -280,9 +280,9 @@ class PGD(BudgetAttack):
             std=std,
         )
         if steps < 1:
-            raise ValueError("PGD: steps must be at least 1")
+            raise ValueError(f"PGD: steps={steps!r}: must be at least 1")
         if step_size is not None and not step_size > 0:
-            raise ValueError("PGD: step_size must be positive")
+            raise ValueError(f"PGD: step_size={step_size!r}: must be positive")
         self.norm = _check_norm(norm)
         self.steps = int(steps)
         self.step_size = step_size

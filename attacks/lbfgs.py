@@ -184,21 +184,23 @@ class LBFGSAttack(Attack):
         rivals: int = 0,
     ) -> None:
         super().__init__(model, bounds=bounds, layer=layer, mean=mean, std=std)
-        checks = {
-            "search_steps": search_steps >= 1,
-            "max_iterations": max_iterations >= 1,
-            "initial_c": initial_c > 0 and math.isfinite(initial_c),
-            "c_factor": c_factor > 1 and math.isfinite(c_factor),
-            "history": history >= 1,
-            "gradient_tolerance": gradient_tolerance >= 0,
-            "loss_tolerance": loss_tolerance >= 0,
-            "line_search_steps": line_search_steps >= 1,
-            "margin": margin >= 0,
-            "compact_fraction": 0 <= compact_fraction <= 1,
-            "rivals": rivals >= 0,
+        finite = math.isfinite
+        checks = {  # parameter: (value, valid, what it must be)
+            "search_steps": (search_steps, search_steps >= 1, "at least 1"),
+            "max_iterations": (max_iterations, max_iterations >= 1, "at least 1"),
+            "initial_c": (initial_c, initial_c > 0 and finite(initial_c), "positive, finite"),
+            "c_factor": (c_factor, c_factor > 1 and finite(c_factor), "above 1, finite"),
+            "history": (history, history >= 1, "at least 1"),
+            "gradient_tolerance": (gradient_tolerance, gradient_tolerance >= 0, "at least 0"),
+            "loss_tolerance": (loss_tolerance, loss_tolerance >= 0, "at least 0"),
+            "line_search_steps": (line_search_steps, line_search_steps >= 1, "at least 1"),
+            "margin": (margin, margin >= 0, "at least 0"),
+            "compact_fraction": (compact_fraction, 0 <= compact_fraction <= 1, "in [0, 1]"),
+            "rivals": (rivals, rivals >= 0, "at least 0"),
         }
-        if wrong := [name for name, ok in checks.items() if not ok]:
-            raise ValueError(f"LBFGSAttack: invalid {', '.join(wrong)}")
+        for name, (value, valid, wanted) in checks.items():
+            if not valid:
+                raise ValueError(f"LBFGSAttack: {name}={value!r}: must be {wanted}")
         self.search_steps = int(search_steps)
         self.max_iterations = int(max_iterations)
         self.initial_c = float(initial_c)

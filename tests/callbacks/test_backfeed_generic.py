@@ -441,9 +441,9 @@ def test_a_hidden_pool_at_a_layer_of_unknown_range_warns_once(tmp_path: Path, de
     [
         (
             {"generator": {"name": "fgsm", "epsilonn": 0.1}},
-            r"AdversarialBackfeed: generator: attack\.epsilonn",
+            r"AdversarialBackfeed: generator\.epsilonn: unknown key for attack 'fgsm'",
         ),
-        ({"val_attack": {"name": "fgsn"}}, r"AdversarialBackfeed: val_attack: attack\.name 'fgsn'"),
+        ({"val_attack": {"name": "fgsn"}}, r"AdversarialBackfeed: val_attack\.name 'fgsn'"),
         ({"generator": {"name": "pgd", "steps": 0}}, r"AdversarialBackfeed: generator: .*steps"),
     ],
 )
