@@ -46,7 +46,7 @@ from intriguing.attacks import (
     evaluating,
     scale_to_distortion,
 )
-from intriguing.errors import first_line
+from intriguing.errors import first_line, under_key
 from intriguing.storage import atomic_output
 from intriguing.trainers import ErrorRate
 
@@ -187,8 +187,7 @@ def check_attack_spec(spec: Mapping[str, Any], argument: str) -> None:
         message = str(error)
         if message.startswith("attack."):  # the spec's key, as the argument's key
             message = f"{argument}.{message.removeprefix('attack.')}"
-        named = message if message.startswith(f"{argument}.") else f"{argument}: {message}"
-        raise ValueError(named) from None
+        raise ValueError(under_key(argument, message)) from None
 
 
 def check_transfer_attack(attack: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,6 @@ against the config of the registered callback it names (:mod:`callbacks.registry
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
@@ -36,7 +35,7 @@ from intriguing.attacks.registry import attack_entry
 from intriguing.callbacks.registry import CALLBACKS, switchable_entry
 from intriguing.configs.schema import ATTACK_SECTION, ExperimentConfig
 from intriguing.datamodules.datasets import dataset_spec
-from intriguing.errors import first_line
+from intriguing.errors import first_line, under_key
 from intriguing.trainers.families import family_entry, family_sections
 
 CONFIG_ROOT = Path(__file__).resolve().parent
@@ -45,12 +44,6 @@ GROUPS: tuple[str, ...] = ("model", "optim", "data", "trainer", "logger")
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key and the problem."""
-
-
-#: A class naming itself at the start of a library message (``"AdversarialBackfeed: "``).
-_OWNER = re.compile(r"[A-Z][A-Za-z0-9_]*: ")
-#: A message that starts with a parameter: ``"mix_ratio=1.5: ..."``, ``"layers: ..."``.
-_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*[=:]")
 
 
 def config_error(section: str, error: ValueError | TypeError) -> ConfigError:
@@ -73,15 +66,7 @@ def config_error(section: str, error: ValueError | TypeError) -> ConfigError:
     """
     if isinstance(error, ConfigError):
         return error
-    text = first_line(error)
-    owner = _OWNER.match(text)
-    if owner and _PARAMETER.match(text, owner.end()):
-        text = text[owner.end() :]
-    if text.startswith((f"{section}.", f"{section}:", f"{section}=")):
-        return ConfigError(text)
-    if _PARAMETER.match(text):
-        return ConfigError(f"{section}.{text}")
-    return ConfigError(f"{section}: {text}")
+    return ConfigError(under_key(section, first_line(error)))
 
 
 @contextmanager

@@ -13,7 +13,14 @@ This module imports nothing but the standard library, so every package may use i
 
 from __future__ import annotations
 
-__all__ = ["first_line"]
+import re
+
+__all__ = ["first_line", "under_key"]
+
+#: A class naming itself at the start of a library message (``"AdversarialBackfeed: "``).
+_OWNER = re.compile(r"[A-Z][A-Za-z0-9_]*: ")
+#: A message that starts with a parameter: ``"mix_ratio=1.5: ..."``, ``"layers: ..."``.
+_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*[=:]")
 
 
 def first_line(error: BaseException | str, default: str | None = None) -> str:
@@ -33,3 +40,22 @@ def first_line(error: BaseException | str, default: str | None = None) -> str:
     if default is not None:
         return default
     return "" if isinstance(error, str) else type(error).__name__
+
+
+def under_key(key: str, message: str) -> str:
+    """A library message about a parameter, as a message about the key ``key`` whose values
+    became the arguments (a config section, an argument holding a mapping).
+
+    ``"AdversarialBackfeed: mix_ratio=1.5: must be in [0, 1]"`` under ``"backfeed"`` reads
+    ``"backfeed.mix_ratio=1.5: must be in [0, 1]"`` (the class's name dropped when a parameter
+    follows it); a message that starts with ``key`` already is kept; any other message is kept
+    after the key (``"backfeed: ..."``).
+    """
+    owner = _OWNER.match(message)
+    if owner and _PARAMETER.match(message, owner.end()):
+        message = message[owner.end() :]
+    if message.startswith((f"{key}.", f"{key}:", f"{key}=")):
+        return message
+    if _PARAMETER.match(message):
+        return f"{key}.{message}"
+    return f"{key}: {message}"

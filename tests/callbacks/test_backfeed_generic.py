@@ -444,7 +444,10 @@ def test_a_hidden_pool_at_a_layer_of_unknown_range_warns_once(tmp_path: Path, de
             r"AdversarialBackfeed: generator\.epsilonn: unknown key for attack 'fgsm'",
         ),
         ({"val_attack": {"name": "fgsn"}}, r"AdversarialBackfeed: val_attack\.name 'fgsn'"),
-        ({"generator": {"name": "pgd", "steps": 0}}, r"AdversarialBackfeed: generator: .*steps"),
+        (
+            {"generator": {"name": "pgd", "steps": 0}},
+            r"AdversarialBackfeed: generator\.steps=0: must be at least 1",
+        ),
     ],
 )
 def test_attack_config_typos_fail_at_construction(settings, message) -> None:
