@@ -1,13 +1,50 @@
-"""Argument helpers shared by the commands: ``--device`` and the ``--wandb`` options."""
+"""Argument helpers shared by the commands: a pipeline's settings from the options,
+``--device`` and the ``--wandb`` options."""
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any, TypeVar
 
 import torch
 
 from intriguing.configs import ConfigError
 from intriguing.pipelines.tracking import AnalysisTracking
+
+S = TypeVar("S")
+
+
+def settings_from(
+    settings: type[S],
+    args: argparse.Namespace,
+    *,
+    options: Mapping[str, str] | None = None,
+    **given: Any,
+) -> S:
+    """A pipeline's settings dataclass from the parsed options: each field is the option of
+    the same name (its ``dest``), or the one ``options`` names for it (``{"epsilons":
+    "epsilon"}``), save the fields ``given`` gives (a value the options hold in another form:
+    a resolved device).
+
+    Raises:
+        TypeError: naming the field and the command, for a field no option holds (a parser
+            and its pipeline that have drifted apart).
+    """
+    options = dict(options or {})
+    values: dict[str, Any] = {}
+    for item in fields(settings):  # type: ignore[arg-type]
+        if item.name in given:
+            continue
+        option = options.get(item.name, item.name)
+        if not hasattr(args, option):
+            raise TypeError(
+                f"{settings.__name__}.{item.name}: no option {option!r} of "
+                f"{getattr(args, 'command', 'the command')}"
+            )
+        values[item.name] = getattr(args, option)
+    return settings(**values, **given)
 
 
 def torch_device(word: str) -> torch.device:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from intriguing.cli.arguments import torch_device, wandb_tracking
+from intriguing.cli.arguments import settings_from, torch_device, wandb_tracking
 from intriguing.pipelines.attack import (
     AttackRecord,
     CheckpointAttackSettings,
@@ -23,24 +23,8 @@ from intriguing.pipelines.attack import (
 
 def settings(args: argparse.Namespace) -> CheckpointAttackSettings:
     """The pipeline's settings from the options (``--device`` resolved)."""
-    return CheckpointAttackSettings(
-        checkpoint=args.checkpoint,
-        attack=args.attack,
-        layer=args.layer,
-        target_shift=args.target_shift,
-        split=args.split,
-        subset=args.subset,
-        batch_size=args.batch_size,
-        device=torch_device(args.device),
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        save=args.save,
-        epsilon=args.epsilon,
-        norm=args.norm,
-        steps=args.steps,
-        stddev=args.stddev,
-        search_steps=args.search_steps,
-        max_iterations=args.max_iterations,
+    return settings_from(
+        CheckpointAttackSettings, args, device=torch_device(args.device), progress=True
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from intriguing.cli.arguments import torch_device, wandb_tracking
+from intriguing.cli.arguments import settings_from, torch_device, wandb_tracking
 from intriguing.pipelines.evaluate_models import (
     EvaluateModelsSettings,
     evaluate_models,
@@ -31,28 +31,11 @@ from intriguing.pipelines.runs import new_run_dir
 
 def settings(args: argparse.Namespace) -> EvaluateModelsSettings:
     """The pipeline's settings from the options (``--device`` resolved)."""
-    return EvaluateModelsSettings(
-        epsilons=list(args.epsilon),
+    return settings_from(
+        EvaluateModelsSettings,
+        args,
+        options={"epsilons": "epsilon", "attacks": "attack", "dataset": "data"},
         checkpoints=list(args.checkpoint or []),
-        target=args.target,
-        model=args.model,
-        state_dict=args.state_dict,
-        attacks=list(args.attack),
-        norm=args.norm,
-        split=args.split,
-        subset=args.subset,
-        dataset=args.data,
-        data_dir=args.data_dir,
-        mean=args.mean,
-        std=args.std,
-        steps=args.steps,
-        pgd_steps=args.pgd_steps,
-        pgd_restarts=args.pgd_restarts,
-        square_queries=args.square_queries,
-        peer_dtype=args.peer_dtype,
-        large_epsilon=args.large_epsilon,
-        batch_size=args.batch_size,
-        seed=args.seed,
         device=torch_device(args.device),
         progress=not args.no_progress,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from intriguing.cli.arguments import wandb_tracking
+from intriguing.cli.arguments import settings_from, wandb_tracking
 from intriguing.configs import ConfigError
 from intriguing.pipelines.spectral import (
     SpectralSettings,
@@ -38,16 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
 def settings(args: argparse.Namespace) -> SpectralSettings:
     """The pipeline's settings from the options (``--input-shape`` parsed)."""
-    return SpectralSettings(
-        checkpoint=args.checkpoint,
-        model=args.model,
-        state_dict=args.state_dict,
-        input_shape=parse_shape(args.input_shape) if args.input_shape else None,
-        module=args.module,
-        fourier=args.fourier,
-        dense_limit=args.dense_limit,
-        tol=args.tol,
-    )
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    return settings_from(SpectralSettings, args, input_shape=shape)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
