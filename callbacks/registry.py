@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from intriguing.attacks.registry import ATTACK, AttackConfig, fgsm, lbfgs
-from intriguing.registry import Binding, Names, Registry, load_target
+from intriguing.registry import Binding, Registry, load_target
 
 T = TypeVar("T")
 
@@ -333,8 +333,11 @@ def switchable_entry(name: str) -> CallbackEntry:
     return entry
 
 
-#: The names of the callbacks switched on under ``callbacks``, a lazy sequence for argparse.
-CALLBACK_NAMES = Names(lambda: callback_names(own_section=False), "callbacks")
+def switchable_callbacks() -> tuple[str, ...]:
+    """The names of the callbacks switched on under ``callbacks`` registered so far, importing
+    nothing (the built-ins, and those of modules already imported): for ``--help``."""
+    return REGISTRY.declared(lambda entry: not entry.own_section)
+
 
 register_callback(
     "backfeed",

@@ -14,6 +14,7 @@ from typing import Any
 
 from intriguing.analysis.evaluation_attacks import ATTACKS as ATTACKS_OF_EVALUATE
 from intriguing.attacks.registry import ATTACKS, attack_entry, declared_attacks
+from intriguing.callbacks.registry import switchable_callbacks
 from intriguing.configs import available
 from intriguing.configs.budget import available_budgets
 
@@ -75,7 +76,9 @@ def _train(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train and test a model. Words are key=value overrides: GROUP=NAME selects a "
             "YAML file of configs/GROUP (experiment, model, data, trainer, logger), a.b=VALUE "
-            f"sets one key. Experiments: {', '.join(available('experiment'))}."
+            f"sets one key. Experiments: {', '.join(available('experiment'))}. Callbacks "
+            "switched on by a section under callbacks (callbacks.NAME.KEY=VALUE, "
+            f"callbacks.NAME={{}} for its defaults): {', '.join(switchable_callbacks())}."
         ),
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value")
