@@ -169,7 +169,6 @@ class CallbackEntry:
         build: ``"module:function"`` (or the function) that makes the section's callbacks,
             called as ``build(binding, values, **run_arguments) -> list[Callback]``, for a
             section that makes more than its callback (None: ``[binding(values, ...)]``).
-        label: how reports and messages write it.
     """
 
     name: str
@@ -180,7 +179,6 @@ class CallbackEntry:
     rename: Mapping[str, str] = field(default_factory=dict)
     run_arguments: tuple[str, ...] = ()
     build: object | None = None
-    label: str = ""
 
     @property
     def section(self) -> str:
@@ -224,7 +222,6 @@ def register_callback(
     rename: Mapping[str, str] | None = None,
     run_arguments: Iterable[str] = (),
     build: object | None = None,
-    label: str | None = None,
 ) -> Callable[[T], T]:
     """Register a callback under ``name`` with its config dataclass.
 
@@ -257,7 +254,6 @@ def register_callback(
             rename=dict(rename or {}),
             run_arguments=tuple(run_arguments),
             build=build,
-            label=label or name,
         )
 
     if target is not None:
@@ -347,14 +343,12 @@ register_callback(
     exclude={"log_examples_every_n_epochs": "PoolExamplesLogger's every_n_epochs (0: no logger)"},
     run_arguments=("seed",),
     build="intriguing.callbacks.pool_examples:backfeed_callbacks",
-    label="adversarial backfeed",
 )
 register_callback(
     "spectral",
     SpectralConfig,
     target="intriguing.callbacks.spectral:SpectralMonitor",
     own_section=True,
-    label="spectral bounds",
 )
 register_callback(
     "transfer",
@@ -362,17 +356,14 @@ register_callback(
     target="intriguing.callbacks.transfer:TransferRobustness",
     own_section=True,
     run_arguments=("seed",),
-    label="transfer robustness",
 )
 register_callback(
     "early_stopping",
     EarlyStoppingConfig,
     target="lightning.pytorch.callbacks:EarlyStopping",
-    label="early stopping",
 )
 register_callback(
     "lr_monitor",
     LearningRateMonitorConfig,
     target="lightning.pytorch.callbacks:LearningRateMonitor",
-    label="learning-rate monitor",
 )
