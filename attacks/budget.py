@@ -36,6 +36,16 @@ class BudgetAttack(Attack):
 
     Subclasses implement :meth:`_perturb_with` for a per-example budget tensor; calling the
     attack uses the configured budget for every example.
+
+    Args:
+        budget: the strength, finite and at least 0 (the subclass's unit: a radius for FGSM
+            and PGD, a standard deviation for noise).
+        budget_name: the subclass's public name for ``budget`` (``"epsilon"``), used in the
+            error message.
+
+    Raises:
+        ValueError: a ``budget`` that is negative, infinite or NaN
+            (``"FGSM: epsilon=-0.1: must be finite and at least 0"``).
     """
 
     budget: float
@@ -45,6 +55,7 @@ class BudgetAttack(Attack):
         model: nn.Module,
         *,
         budget: float,
+        budget_name: str = "budget",
         bounds: tuple[float, float] | None = None,
         layer: str | None = None,
         mean: Statistic | None = None,
@@ -53,7 +64,9 @@ class BudgetAttack(Attack):
     ) -> None:
         super().__init__(model, bounds=bounds, layer=layer, mean=mean, std=std)
         if not budget >= 0 or not math.isfinite(budget):
-            raise ValueError(f"{type(self).__name__}: the budget must be finite and >= 0")
+            raise ValueError(
+                f"{type(self).__name__}: {budget_name}={budget!r}: must be finite and at least 0"
+            )
         self.budget = float(budget)
         self.generator = generator
         #: Whether the attack draws random numbers (through :meth:`_randn`, :meth:`_rand`).
@@ -192,6 +205,10 @@ class FGSM(BudgetAttack):
     ``norm="linf"``: ``x + epsilon * sign(grad)``; ``"l2"``: ``x + epsilon * grad / |grad|``;
     the gradient is that of the label's loss (untargeted, ascended) or of the target's
     (targeted, descended); the result is projected onto the box.
+
+    Raises:
+        ValueError: an ``epsilon`` that is negative or not finite, or a ``norm`` other than
+            ``"linf"``/``"l2"``.
     """
 
     name = "fgsm"
@@ -207,7 +224,15 @@ class FGSM(BudgetAttack):
         mean: Statistic | None = None,
         std: Statistic | None = None,
     ) -> None:
-        super().__init__(model, budget=epsilon, bounds=bounds, layer=layer, mean=mean, std=std)
+        super().__init__(
+            model,
+            budget=epsilon,
+            budget_name="epsilon",
+            bounds=bounds,
+            layer=layer,
+            mean=mean,
+            std=std,
+        )
         self.norm = _check_norm(norm)
 
     @property
@@ -248,7 +273,8 @@ class PGD(BudgetAttack):
     keep="last")``.
 
     Raises:
-        ValueError: for ``steps`` below 1, a non-positive ``step_size``, a ``norm`` other
+        ValueError: for an ``epsilon`` that is negative or not finite, ``steps`` below 1, a
+            non-positive ``step_size``, a ``norm`` other
             than ``"linf"``/``"l2"`` or a ``keep`` other than those of :data:`PGD_KEEP`.
     """
 
@@ -273,6 +299,7 @@ class PGD(BudgetAttack):
         super().__init__(
             model,
             budget=epsilon,
+            budget_name="epsilon",
             bounds=bounds,
             layer=layer,
             generator=generator,
