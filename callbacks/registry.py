@@ -319,8 +319,8 @@ def switchable_entry(name: str) -> CallbackEntry:
     except ValueError:
         known = ", ".join(callback_names(own_section=False))
         raise ValueError(
-            f"{CALLBACKS}.{name}: not a registered callback (registered: {known}; a callback "
-            "of your own: callbacks.registry.register_callback)"
+            f"{CALLBACKS}.{name}: not a registered callback (registered: {known}; one of your "
+            "own: register_callback in a module the config's imports names)"
         ) from None
     if entry.own_section:
         raise ValueError(

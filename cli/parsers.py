@@ -78,7 +78,9 @@ def _train(subparsers: argparse._SubParsersAction) -> None:
             "YAML file of configs/GROUP (experiment, model, data, trainer, logger), a.b=VALUE "
             f"sets one key. Experiments: {', '.join(available('experiment'))}. Callbacks "
             "switched on by a section under callbacks (callbacks.NAME.KEY=VALUE, "
-            f"callbacks.NAME={{}} for its defaults): {', '.join(switchable_callbacks())}."
+            f"callbacks.NAME={{}} for its defaults): {', '.join(switchable_callbacks())}. "
+            "Your own attacks, model families, data sets and callbacks: imports=[my_module.py] "
+            "(or a module name), imported before the config is checked."
         ),
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value")

@@ -36,6 +36,7 @@ from intriguing.callbacks.registry import CALLBACKS, switchable_entry
 from intriguing.configs.schema import ATTACK_SECTION, ExperimentConfig
 from intriguing.datamodules.datasets import dataset_spec
 from intriguing.errors import first_line, under_key
+from intriguing.registry import import_components
 from intriguing.trainers.families import family_entry, family_sections
 
 CONFIG_ROOT = Path(__file__).resolve().parent
@@ -114,9 +115,20 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
+#: OmegaConf's words for a value of the wrong kind, and what the user should write instead.
+_PLAIN_WORDS = (
+    ("is not a ListConfig, TupleConfig, list, or tuple", "expected a list, e.g. [a,b] or []"),
+    ("Cannot assign str to Dict", "expected a mapping, e.g. {name: fgsm}"),
+)
+
+
 def _describe(error: OmegaConfBaseException, source: str) -> str:
-    """One line from an OmegaConf error: the full key first, then what is wrong."""
+    """One line from an OmegaConf error: the full key first, then what is wrong (in plain
+    words where OmegaConf names its node classes)."""
     message = first_line(error)
+    for jargon, plain in _PLAIN_WORDS:
+        if jargon in message:
+            message = plain
     key = getattr(error, "full_key", None)
     return f"{key}: {message} ({source})" if key else f"{message} ({source})"
 
@@ -225,6 +237,16 @@ def _check_attacks(config: DictConfig) -> None:
         node[field_name] = check_attack(node[field_name], key)
 
 
+def _import_components(config: DictConfig) -> None:
+    """Import the modules of ``imports`` (intriguing.registry.import_components), so that
+    the components they register are known when the names are checked."""
+    for spec in config.imports:
+        try:
+            import_components(str(spec))
+        except (ImportError, ValueError) as error:
+            raise ConfigError(f"imports: {first_line(error)}") from None
+
+
 def _check_callbacks(config: DictConfig) -> None:
     """Each section under ``callbacks`` against the config of the registered callback it
     names (callbacks.registry), key by key and type by type, written out with every key of
@@ -299,6 +321,7 @@ def compose(overrides: Sequence[str] = (), experiment: str | None = None) -> Dic
             raise ConfigError(f"{assignment}: cannot parse the value ({error})") from None
         config = _merge(config, update, f"override {assignment}")
     _resolve_all(config)
+    _import_components(config)
     _check_names(config)
     _check_attacks(config)
     _check_callbacks(config)

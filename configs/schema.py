@@ -253,6 +253,9 @@ class ExperimentConfig:
     run_dir: str | None = None
     # Resume training from this Lightning checkpoint ("last": this run's last checkpoint).
     resume: str | None = None
+    # Modules (my_pkg.callbacks) or .py files imported before the config is checked, so that
+    # the attacks, model families, data sets and callbacks they register can be named here.
+    imports: list[str] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -22,11 +22,15 @@ imported. This module imports nothing but the standard library.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
+import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from enum import Enum
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 E = TypeVar("E")
@@ -56,6 +60,43 @@ def load_target(target: object) -> Any:
     for part in name.split("."):
         value = getattr(value, part)
     return value
+
+
+def import_components(spec: str) -> ModuleType:
+    """Import a user's module so that the components it registers (attacks, model families,
+    data sets, callbacks) can be named in configs: an importable module (``my_pkg.attacks``)
+    or a ``.py`` file (``my_callbacks.py``, relative to the working directory), imported once
+    per process under its file name without the suffix (its folder on ``sys.path`` while it
+    runs, so that it can import its siblings).
+
+    Raises:
+        ValueError: naming ``spec``, for a file that does not exist or is not a ``.py`` file.
+        ImportError: what importing the module raises (naming the missing module).
+    """
+    if not spec.endswith(".py"):
+        return importlib.import_module(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"{spec!r}: no such file")
+    name = path.stem
+    known = sys.modules.get(name)
+    if known is not None and Path(getattr(known, "__file__", "") or "").resolve() == path.resolve():
+        return known
+    loaded = importlib.util.spec_from_file_location(name, path)
+    if loaded is None or loaded.loader is None:
+        raise ValueError(f"{spec!r}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(loaded)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[name] = module
+    try:
+        loaded.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    finally:
+        sys.path.remove(folder)
+    return module
 
 
 def field_default(config: type, name: str) -> Any:

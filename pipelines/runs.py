@@ -82,6 +82,8 @@ def fingerprint(config: DictConfig) -> str:
     extra = {k: v for k, v in (container.pop(CALLBACKS, None) or {}).items() if v is not None}
     if extra:
         container[CALLBACKS] = extra
+    if not container.get("imports", True):  # none: as before the key existed
+        del container["imports"]
     trainer = container.get("trainer", {})
     for key in ("enable_progress_bar", "progress_bar_refresh_rate", "log_every_n_steps"):
         trainer.pop(key, None)

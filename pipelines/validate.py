@@ -25,17 +25,38 @@ import torch
 from omegaconf import DictConfig
 
 from intriguing.callbacks import AdversarialBackfeed, SpectralMonitor
-from intriguing.configs import building, to_container
+from intriguing.configs import ConfigError, building, to_container
 from intriguing.datamodules import build_datamodule
 from intriguing.pipelines.build import training_callbacks
 from intriguing.pipelines.evaluation import check_evaluation
 from intriguing.trainers import ImageClassifier
 from intriguing.trainers.classifier import check_optim
 
-__all__ = ["validate_run_config"]
+__all__ = ["check_monitors", "validate_run_config"]
 
 #: How many example inputs (zeros of the data set's shape) probe the built model.
 PROBE_EXAMPLES = 2
+
+
+def check_monitors(config: DictConfig) -> None:
+    """Refuse a callback under ``callbacks`` that monitors a validation metric (``monitor:
+    val/...``, as ``early_stopping`` does by default) in a run without a validation split
+    (``data.val_size=0``, as the paper's presets): Lightning would stop the run after its
+    first epoch.
+
+    Raises:
+        ConfigError: naming the callback's ``monitor`` key.
+    """
+    if config.data.val_size:
+        return
+    for name, section in (config.callbacks or {}).items():
+        monitor = section.get("monitor") if section is not None else None
+        if isinstance(monitor, str) and monitor.startswith("val/"):
+            raise ConfigError(
+                f"callbacks.{name}.monitor={monitor}: this run has no validation split "
+                "(data.val_size=0); hold out images (data.val_size=5000) or monitor a "
+                "train/ metric"
+            )
 
 
 def validate_run_config(config: DictConfig) -> None:
@@ -73,6 +94,7 @@ def validate_run_config(config: DictConfig) -> None:
             num_classes=datamodule.num_classes,
         )
     callbacks = training_callbacks(config)  # ConfigError naming the key, at construction
+    check_monitors(config)
     example = torch.zeros(PROBE_EXAMPLES, *datamodule.input_shape)
     for callback in callbacks:
         if isinstance(callback, AdversarialBackfeed):

@@ -24,7 +24,9 @@ from intriguing.callbacks.registry import (
 from intriguing.configs import ConfigError, compose, to_container
 from intriguing.configs.schema import ExperimentConfig
 from intriguing.pipelines.build import training_callbacks
+from intriguing.pipelines.runs import fingerprint
 from intriguing.pipelines.train import train
+from intriguing.pipelines.validate import validate_run_config
 
 
 @dataclass
@@ -124,6 +126,58 @@ def test_a_users_callback_trains_with_a_run(user_callback: str, tmp_path: Path) 
     summary = train(compose(words))
     written = (Path(summary.run_dir) / "config.yaml").read_text()
     assert "count_steps:" in written and "label: mine" in written
+
+
+USERS_MODULE = """
+from dataclasses import dataclass
+from lightning.pytorch.callbacks import Callback
+from intriguing.callbacks.registry import register_callback
+
+
+@dataclass
+class TickConfig:
+    every: int = 1
+
+
+@register_callback("tick", TickConfig)
+class Tick(Callback):
+    def __init__(self, every: int = 1) -> None:
+        self.every = every
+"""
+
+
+def test_a_module_named_in_imports_registers_its_callbacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command line's way to a user's callback: ``imports=[my_callbacks.py]``."""
+    (tmp_path / "my_callbacks.py").write_text(USERS_MODULE)
+    monkeypatch.chdir(tmp_path)
+    try:
+        config = compose(["imports=[my_callbacks.py]", "callbacks.tick.every=3"])
+        (made,) = training_callbacks(config)
+        assert type(made).__name__ == "Tick" and made.every == 3
+        assert compose(["imports=[my_callbacks.py]"]).imports == ["my_callbacks.py"]  # once
+    finally:
+        REGISTRY.remove("tick")
+        sys.modules.pop("my_callbacks", None)
+    with pytest.raises(ConfigError, match=r"^imports: 'missing\.py': no such file"):
+        compose(["imports=[missing.py]"])
+    with pytest.raises(ConfigError, match=r"^imports: No module named 'no_such_package'"):
+        compose(["imports=[no_such_package.callbacks]"])
+
+
+def test_no_imports_and_no_callbacks_keep_the_fingerprint() -> None:
+    plain = fingerprint(compose(["experiment=fc100-100-10"]))
+    assert fingerprint(compose(["experiment=fc100-100-10", "imports=[]"])) == plain
+    assert fingerprint(compose(["experiment=fc100-100-10", "callbacks.lr_monitor=null"])) == plain
+    assert fingerprint(compose(["experiment=fc100-100-10", "callbacks.lr_monitor={}"])) != plain
+
+
+def test_monitoring_a_validation_metric_without_a_validation_split_is_refused() -> None:
+    words = ["experiment=fc100-100-10", "callbacks.early_stopping.patience=1"]
+    with pytest.raises(ConfigError, match=r"^callbacks\.early_stopping\.monitor=val/error: "):
+        validate_run_config(compose([*words, "data.val_size=0"]))
+    validate_run_config(compose([*words, "callbacks.early_stopping.monitor=train/loss"]))
 
 
 def test_registration_refuses_what_cannot_be_a_section() -> None:

@@ -59,3 +59,15 @@ def test_experiment_defaults_must_name_known_groups(tmp_path) -> None:
     bad.write_text("defaults:\n  optimizer: adam\n")
     with pytest.raises(ConfigError, match="unknown: optimizer"):
         compose([f"experiment={bad}"])
+
+
+@pytest.mark.parametrize(
+    ("word", "message"),
+    [
+        ("backfeed.layers=input", r"^backfeed\.layers: expected a list, e.g\. \[a,b\] or \[\]"),
+        ("backfeed.generator=fgsm", r"^backfeed\.generator: expected a mapping, e\.g\. \{name"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_named_in_plain_words(word: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        compose([word])
