@@ -120,11 +120,17 @@ def attack_factory(
         ValueError: for a mapping :func:`attacks.build_attack` would refuse, now rather than
             at the first attack, naming ``argument`` and the key
             (:func:`analysis.transfer.check_attack_spec`).
+        TypeError: naming ``argument``, for a ``spec`` that is neither a mapping nor callable.
     """
     if callable(spec):  # an attack factory, or a torchattacks attack itself
         if is_torchattacks_attack(spec):
             return functools.partial(_peer_of, spec, mean=mean, std=std)
         return functools.partial(_made_by, spec, mean=mean, std=std)
+    if not isinstance(spec, Mapping):
+        raise TypeError(
+            f"{argument}={spec!r}: expected an attack config mapping ({{'name': 'fgsm', "
+            "'epsilon': 0.1}), a function (model, layer) -> Attack, or a torchattacks attack"
+        )
     settings = dict(spec)
     if mean is not None:
         settings.update(mean=mean, std=std)
@@ -325,6 +331,10 @@ class AdversarialBackfeed(Callback):
             )
         if pool_size < 1:
             raise ValueError(f"{_OWNER}: pool_size={pool_size}: must be at least 1")
+        if isinstance(layers, str) or not all(isinstance(layer, str) for layer in layers):
+            raise TypeError(
+                f"{_OWNER}: layers={layers!r}: expected a list of layer names, e.g. ['input']"
+            )
         if not layers:
             raise ValueError(
                 f"{_OWNER}: layers={list(layers)!r}: name at least one layer ('input' or hidden)"

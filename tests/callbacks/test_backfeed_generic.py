@@ -453,3 +453,15 @@ def test_a_hidden_pool_at_a_layer_of_unknown_range_warns_once(tmp_path: Path, de
 def test_attack_config_typos_fail_at_construction(settings, message) -> None:
     with pytest.raises(ValueError, match=message):
         AdversarialBackfeed(pool_size=32, **settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"generator": "fgsm"}, r"AdversarialBackfeed: generator='fgsm': expected an attack"),
+        ({"layers": "input"}, r"AdversarialBackfeed: layers='input': expected a list of layer"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_are_named(settings, message) -> None:
+    with pytest.raises(TypeError, match=message):
+        AdversarialBackfeed(pool_size=32, **settings)
