@@ -50,7 +50,10 @@ def test_attack_at_a_hidden_layer_with_fgsm_targeted(checkpoint, mnist_dir, tmp_
     ("arguments", "message"),
     [
         (["--layer", "fc9"], "no layer 'fc9'"),
-        (["--attack", "pgd", "--epsilon", "-1"], "budget"),
+        (
+            ["--attack", "pgd", "--epsilon", "-1"],
+            "PGD: epsilon=-1.0: must be finite and at least 0",
+        ),
         (["--target-shift", "10"], "target would equal the label"),
     ],
 )
