@@ -31,6 +31,8 @@ def settings_from(
     Raises:
         TypeError: naming the field and the command, for a field no option holds (a parser
             and its pipeline that have drifted apart).
+        ConfigError: a value the settings refuse that the option's type let through
+            (``--tol -1``: ``"SpectralSettings: tol=-1.0: must be finite and at least 0"``).
     """
     options = dict(options or {})
     values: dict[str, Any] = {}
@@ -44,7 +46,10 @@ def settings_from(
                 f"{getattr(args, 'command', 'the command')}"
             )
         values[item.name] = getattr(args, option)
-    return settings(**values, **given)
+    try:
+        return settings(**values, **given)
+    except ValueError as error:  # the user's value: one line, not a traceback
+        raise ConfigError(str(error)) from None
 
 
 def torch_device(word: str) -> torch.device:

@@ -24,8 +24,10 @@ from typing import Any
 import torch
 
 from intriguing.attacks import MinimumDistortion, build_attack, minimum_distortion
+from intriguing.attacks.budget import NORMS
 from intriguing.configs import ConfigError
-from intriguing.datamodules import build_datamodule
+from intriguing.datamodules import TENSOR_SPLITS, build_datamodule
+from intriguing.pipelines.checks import check_choice, check_count, check_number, check_text
 from intriguing.pipelines.data import checkpoint_data, split_examples
 from intriguing.pipelines.tracking import AnalysisTracking, analysis_run
 from intriguing.trainers import CheckpointError, load_classifier
@@ -46,21 +48,32 @@ class CheckpointAttackSettings:
             ``None``: the input.
         target_shift: a targeted attack at ``(label + target_shift) mod classes``; ``None``:
             untargeted.
-        split: ``train``, ``val``, ``test``, ``p1`` or ``p2``.
-        subset: attack only the first ``subset`` examples (``None``: all).
-        batch_size: examples per attack call.
+        split: ``train``, ``val``, ``test``, ``p1``, ``p2`` or ``full_train``
+            (:data:`datamodules.TENSOR_SPLITS`).
+        subset: attack only the first ``subset`` examples, at least 1 (``None``: all).
+        batch_size: examples per attack call, at least 1.
         device: where the network and the attacks run.
         dataset: the data set's name (``None``: the checkpoint's own, else ``mnist``).
         data_dir: the data folder (``None``: the checkpoint's own, else ``data``).
         save: write the adversarial set there (``torch.save``; see
             :func:`attacks.minimum_distortion`).
         progress: show a progress bar (on standard error).
-        epsilon: FGSM/PGD starting budget (pixel units of ``[0, 1]`` images).
+        epsilon: FGSM/PGD starting budget (pixel units of ``[0, 1]`` images; the attack
+            checks its range).
         norm: FGSM/PGD norm, ``linf`` or ``l2``.
-        steps: PGD steps.
-        stddev: the noise attack's starting standard deviation.
-        search_steps: L-BFGS solves per example (the bisection over its penalty).
-        max_iterations: L-BFGS iterations per solve.
+        steps: PGD steps, at least 1.
+        stddev: the noise attack's starting standard deviation (the attack checks its range).
+        search_steps: L-BFGS solves per example (the bisection over its penalty), at least 1.
+        max_iterations: L-BFGS iterations per solve, at least 1.
+
+    The attack settings left ``None`` are the attack's own defaults.
+
+    Raises:
+        TypeError: a field of the wrong kind (a ``str`` for a number, a float for a count),
+            named with its value.
+        ValueError: a count below 1 (``"CheckpointAttackSettings: subset=-3: must be at least
+            1 (or None: the whole split)"``), an unknown ``split`` or ``norm``. The command
+            line's option types refuse the same values before the settings are built.
     """
 
     checkpoint: str | Path
@@ -81,6 +94,25 @@ class CheckpointAttackSettings:
     stddev: float | None = None
     search_steps: int | None = None
     max_iterations: int | None = None
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        check_text(owner, "checkpoint", self.checkpoint, path=True)
+        check_text(owner, "attack", self.attack)
+        check_text(owner, "layer", self.layer, optional=True)
+        check_number(owner, "target_shift", self.target_shift, optional=True, whole=True)
+        check_choice(owner, "split", self.split, TENSOR_SPLITS)
+        check_count(owner, "subset", self.subset, none="the whole split")
+        check_count(owner, "batch_size", self.batch_size)
+        check_text(owner, "dataset", self.dataset, optional=True)
+        check_text(owner, "data_dir", self.data_dir, optional=True, path=True)
+        check_text(owner, "save", self.save, optional=True, path=True)
+        check_number(owner, "epsilon", self.epsilon, optional=True)
+        check_number(owner, "stddev", self.stddev, optional=True)
+        if self.norm is not None:
+            check_choice(owner, "norm", self.norm, NORMS)
+        for name in ("steps", "search_steps", "max_iterations"):
+            check_count(owner, name, getattr(self, name), none="the attack's default")
 
     def spec(self) -> dict[str, Any]:
         """The attack's specification (see :func:`attacks.build_attack`): its name, layer and

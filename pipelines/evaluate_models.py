@@ -47,7 +47,14 @@ from intriguing.analysis.tables import markdown_table
 from intriguing.analysis.transfer import checkpoint_names
 from intriguing.attacks.peers import import_torchattacks
 from intriguing.configs import ConfigError
-from intriguing.datamodules import build_datamodule
+from intriguing.datamodules import TENSOR_SPLITS, build_datamodule
+from intriguing.pipelines.checks import (
+    check_choice,
+    check_count,
+    check_number,
+    check_sequence,
+    check_text,
+)
 from intriguing.pipelines.data import split_examples
 from intriguing.pipelines.models import build_model, load_weights
 from intriguing.pipelines.tracking import AnalysisTracking, analysis_run
@@ -65,25 +72,33 @@ class EvaluateModelsSettings:
     """Which models to evaluate, on which examples, at which budgets, with which attacks.
 
     The models are ``checkpoints`` (this project's classifiers, or any LightningModule's
-    with ``target``), or else ``model`` with the weights of ``state_dict``.
+    with ``target``), or else ``model`` with the weights of ``state_dict``. The ``state_dict``
+    is optional: without it the model is evaluated with the weights its factory gives it,
+    which are random initial weights unless the factory loads trained ones itself, and
+    :func:`evaluate_models` says so through its ``report``.
 
     Attributes:
-        epsilons: the budgets, radii of the ball in pixel units of ``[0, 1]`` images.
+        epsilons: the budgets, radii of the ball in pixel units of ``[0, 1]`` images (a list
+            or tuple of one or more; :func:`check_settings` refuses those not positive and
+            finite).
         checkpoints: checkpoint files, each a model named after its run
             (:func:`analysis.transfer.checkpoint_names`).
         target: with ``checkpoints``: the LightningModule class (``PKG.MOD:CLASS``) they
             were saved from.
         model: ``MODULE:FACTORY`` (:func:`pipelines.models.build_model`): any ``nn.Module``.
-        state_dict: with ``model``: the weights to load.
-        attacks: names of :data:`analysis.evaluation.ATTACKS`, each at most once.
+        state_dict: with ``model``: the weights to load (a state dict, or a Lightning
+            checkpoint's: :func:`pipelines.models.load_weights`); ``None``: the factory's own.
+        attacks: names of :data:`analysis.evaluation.ATTACKS` (a list or tuple of one or more),
+            each at most once.
         norm: ``linf`` or ``l2``.
-        split: the examples' split (``train``, ``val``, ``test``, ``p1``, ``p2``).
-        subset: the first ``subset`` examples only (``None``: all).
+        split: the examples' split (``train``, ``val``, ``test``, ``p1``, ``p2``,
+            ``full_train``).
+        subset: the first ``subset`` examples only, at least 1 (``None``: all).
         dataset: the data set (``None``: the checkpoints', else ``mnist``).
         data_dir: the data folder (``None``: ``$INTRIGUING_DATA_DIR``, else ``data``).
         mean, std: the per-channel normalisation the model expects (its inputs stay
             ``[0, 1]`` pixels); both or neither.
-        steps: APGD and FAB iterations.
+        steps: APGD and FAB iterations (like the other counts, at least 1).
         pgd_steps, pgd_restarts: our PGD's iterations and random restarts.
         square_queries: Square's query budget.
         peer_dtype: the torchattacks attacks' compute dtype, ``float64`` or ``float32``.
@@ -93,6 +108,15 @@ class EvaluateModelsSettings:
         seed: the seed of every random attack.
         device: where the models and attacks run.
         progress: show progress bars.
+
+    Raises:
+        TypeError: a field of the wrong kind, named with its value: a ``str`` where a
+            sequence is expected (``attacks="pgd"``: give ``["pgd"]``), a single number for
+            ``epsilons``, a float for a count.
+        ValueError: a count below 1 (``"EvaluateModelsSettings: subset=0: must be at least 1
+            (or None: the whole split)"``), no budget or no attack, an unknown ``split``. The
+            command line's option types refuse the same values before the settings are
+            built; what the names and budgets mean is checked by :func:`check_settings`.
     """
 
     epsilons: Sequence[float]
@@ -118,6 +142,27 @@ class EvaluateModelsSettings:
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        check_sequence(owner, "epsilons", self.epsilons, items="number", nonempty=True)
+        check_sequence(owner, "checkpoints", self.checkpoints, items="path")
+        check_text(owner, "target", self.target, optional=True)
+        check_text(owner, "model", self.model, optional=True)
+        check_text(owner, "state_dict", self.state_dict, optional=True, path=True)
+        check_sequence(owner, "attacks", self.attacks, items="str", nonempty=True)
+        check_text(owner, "norm", self.norm)
+        check_choice(owner, "split", self.split, TENSOR_SPLITS)
+        check_count(owner, "subset", self.subset, none="the whole split")
+        check_text(owner, "dataset", self.dataset, optional=True)
+        check_text(owner, "data_dir", self.data_dir, optional=True, path=True)
+        check_sequence(owner, "mean", self.mean, items="number", optional=True)
+        check_sequence(owner, "std", self.std, items="number", optional=True)
+        for name in ("steps", "pgd_steps", "pgd_restarts", "square_queries", "batch_size"):
+            check_count(owner, name, getattr(self, name))
+        check_text(owner, "peer_dtype", self.peer_dtype)
+        check_number(owner, "large_epsilon", self.large_epsilon, optional=True)
+        check_number(owner, "seed", self.seed, whole=True)
 
     def attack_settings(self) -> AttackSettings:
         """How hard the attacks try (:class:`analysis.evaluation.AttackSettings`); a
@@ -178,11 +223,15 @@ def check_settings(settings: EvaluateModelsSettings) -> None:
 
 
 def load_models(
-    settings: EvaluateModelsSettings,
+    settings: EvaluateModelsSettings, *, report: Callable[[str], None] = print
 ) -> tuple[dict[str, nn.Module], dict[str, dict[str, Any]], dict[str, Any]]:
     """The models by name, in eval mode, where each came from (``results.json``'s
     ``source``), and the data settings that select their examples (the checkpoints' data
-    set, validation hold-out and P1/P2 halves: :func:`pipelines.transfer.data_settings`)."""
+    set, validation hold-out and P1/P2 halves: :func:`pipelines.transfer.data_settings`).
+
+    ``report`` is told, in one line each, when a ``model`` comes without a ``state_dict``
+    (evaluated with its factory's weights: random ones unless the factory loads its own) and
+    when a state dict's key prefix is stripped (:func:`pipelines.models.load_weights`)."""
     if settings.checkpoints:
         paths = [Path(p) for p in settings.checkpoints]
         names = checkpoint_names(paths)
@@ -198,7 +247,12 @@ def load_models(
     spec = str(settings.model)
     model = build_model(spec)  # ConfigError naming the option
     if settings.state_dict:
-        load_weights(model, Path(settings.state_dict))
+        load_weights(model, Path(settings.state_dict), report=report)
+    else:
+        report(
+            f"warning: --model {spec}: no --state-dict given: evaluating the factory's initial "
+            "weights (random unless the factory loads trained ones)"
+        )
     state_dict = None if settings.state_dict is None else str(settings.state_dict)
     return (
         {spec: model.eval()},
@@ -283,7 +337,8 @@ def evaluate_models(
     for their union (an example counts as wrong when it is misclassified clean or any attack
     fools it within the budget), with the masking checks
     (:func:`analysis.evaluation.evaluate_robustness`). ``report`` is told, in one line, what
-    is evaluated once the models and examples are loaded.
+    is evaluated once the models and examples are loaded, and before that any warning of
+    :func:`load_models` (a ``model`` without ``state_dict``).
 
     Raises:
         ConfigError: settings that cannot run (:func:`check_settings`), or a ``model`` or
@@ -293,7 +348,7 @@ def evaluate_models(
         DataSourceError: data that cannot be found or fetched.
     """
     check_settings(settings)
-    models, sources, data = load_models(settings)
+    models, sources, data = load_models(settings, report=report)
     images, labels = load_examples(data, settings)
     attack_settings = settings.attack_settings()
     described = f"{data['name']} {settings.split}, {len(labels)} examples"

@@ -29,6 +29,7 @@ from intriguing.analysis.spectral import (
     spectral_bounds,
 )
 from intriguing.configs import ConfigError
+from intriguing.pipelines.checks import check_number, check_sequence, check_text
 from intriguing.pipelines.models import build_model, load_weights
 from intriguing.pipelines.tracking import AnalysisTracking, analysis_run
 from intriguing.trainers import load_classifier
@@ -39,23 +40,33 @@ from intriguing.trainers.stages import StagedNetwork
 class SpectralSettings:
     """What to bound and how precisely.
 
-    Exactly one of ``checkpoint`` and ``model`` is given.
+    Exactly one of ``checkpoint`` and ``model`` is given. With ``model``, ``state_dict`` is
+    optional: without it the bounds are those of the weights the factory gives (random initial
+    weights unless it loads trained ones), a legitimate question of its own (how a network's
+    bounds start out), not an error.
 
     Attributes:
         checkpoint: an :class:`~intriguing.trainers.ImageClassifier` checkpoint; its network's
             stages and layers are bounded at its own input shape (Table 5's layout).
         model: ``MODULE:FACTORY`` (:func:`pipelines.models.build_model`): any ``nn.Module``.
         state_dict: with ``model``: weights to load (a state dict, or a Lightning
-            checkpoint's; :func:`pipelines.models.load_weights`).
+            checkpoint's; :func:`pipelines.models.load_weights`); ``None``: the factory's.
         input_shape: with ``model``: one example's shape ``(C, H, W)`` at the bounded module's
-            input (not needed for a :class:`StagedNetwork`, which knows its own).
+            input, a tuple (or list) of sizes of at least 1 (not needed for a
+            :class:`StagedNetwork`, which knows its own).
         module: with ``model``: the dotted name of the submodule to bound instead of the
             whole model.
         fourier: with ``model``: also the Fourier-domain bound of 2-d convolutions (always
             computed for a checkpoint).
         dense_limit: exact Gram eigenvalues when an operator's smaller side is at most this
             long, else Lanczos iteration.
-        tol: Lanczos relative tolerance.
+        tol: Lanczos relative tolerance, finite and at least 0.
+
+    Raises:
+        ValueError: both or neither of ``checkpoint`` and ``model``; an empty ``input_shape``
+            or one with a size below 1; a negative or non-finite ``tol``.
+        TypeError: a field of the wrong kind, named with its value (``input_shape=784``:
+            give ``(784,)``; a float ``dense_limit``).
     """
 
     checkpoint: str | Path | None = None
@@ -73,6 +84,16 @@ class SpectralSettings:
                 f"SpectralSettings: checkpoint={self.checkpoint!r}, model={self.model!r}: "
                 "give exactly one of them"
             )
+        owner = type(self).__name__
+        check_text(owner, "checkpoint", self.checkpoint, optional=True, path=True)
+        check_text(owner, "model", self.model, optional=True)
+        check_text(owner, "state_dict", self.state_dict, optional=True, path=True)
+        check_sequence(
+            owner, "input_shape", self.input_shape, items="size", optional=True, nonempty=True
+        )
+        check_text(owner, "module", self.module, optional=True)
+        check_number(owner, "dense_limit", self.dense_limit, whole=True)
+        check_number(owner, "tol", self.tol, minimum=0)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,29 @@ def test_attack_checkpoint_refuses_by_name(mnist_classifier_checkpoint: Path, mn
         attack_checkpoint(
             CheckpointAttackSettings(mnist_classifier_checkpoint, target_shift=20, **common)
         )
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"subset": -3}, ValueError, "subset=-3: must be at least 1 (or None: the whole split)"),
+        ({"subset": 0}, ValueError, "subset=0: must be at least 1"),
+        ({"subset": 2.5}, TypeError, "subset=2.5: expected a whole number"),
+        ({"batch_size": 0}, ValueError, "batch_size=0: must be at least 1"),
+        ({"steps": 0}, ValueError, "steps=0: must be at least 1 (or None: the attack's default)"),
+        ({"split": "dev"}, ValueError, "split='dev': expected one of train, val, test"),
+        ({"norm": "l1"}, ValueError, "norm='l1': expected one of linf, l2"),
+        ({"epsilon": "0.1"}, TypeError, "epsilon='0.1': expected a number or None"),
+        ({"attack": ["pgd"]}, TypeError, "attack=['pgd']: expected a str"),
+        ({"checkpoint": 3}, TypeError, "checkpoint=3: expected a path"),
+    ],
+)
+def test_settings_refuse_what_the_options_refuse(
+    changes: dict, error: type[Exception], message: str
+) -> None:
+    """From Python, the settings refuse the values the command line's option types refuse
+    (nothing is loaded: the checkpoint need not exist)."""
+    fields = {"checkpoint": "no_such.ckpt", **changes}
+    with pytest.raises(error, match="^CheckpointAttackSettings: " + re.escape(message)):
+        CheckpointAttackSettings(**fields)
+    CheckpointAttackSettings("no_such.ckpt", subset=None, steps=None, split="full_train")

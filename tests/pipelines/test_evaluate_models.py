@@ -4,6 +4,7 @@ Python, its files, and the settings refused before anything loads."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from intriguing.analysis.evaluation import UNION
+from intriguing.cli.main import main
 from intriguing.configs import ConfigError
 from intriguing.pipelines.evaluate_models import (
     EvaluateModelsSettings,
@@ -84,3 +86,57 @@ def test_settings_are_refused_before_anything_loads(changes: dict, message: str)
     fields = {"epsilons": [0.1], "model": "no_such_module:build", "attacks": ["pgd"], **changes}
     with pytest.raises(ConfigError, match=f"^{message}"):
         evaluate_models(EvaluateModelsSettings(**fields))
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"subset": -5}, ValueError, "subset=-5: must be at least 1 (or None: the whole split)"),
+        ({"subset": 0}, ValueError, "subset=0: must be at least 1"),
+        ({"epsilons": 0.1}, TypeError, "epsilons=0.1: expected a sequence of numbers"),
+        ({"epsilons": []}, ValueError, "epsilons=[]: must not be empty"),
+        ({"epsilons": [0.1, "0.3"]}, TypeError, "epsilons=[0.1, '0.3']: item 1 ('0.3'): expected"),
+        ({"attacks": "pgd"}, TypeError, "attacks='pgd': expected a sequence of names (str), not"),
+        ({"checkpoints": "a.ckpt"}, TypeError, "checkpoints='a.ckpt': expected a sequence"),
+        ({"mean": 0.5, "std": [0.2]}, TypeError, "mean=0.5: expected a sequence of numbers"),
+        ({"pgd_restarts": 0}, ValueError, "pgd_restarts=0: must be at least 1"),
+        ({"batch_size": 1.5}, TypeError, "batch_size=1.5: expected a whole number"),
+        ({"split": "dev"}, ValueError, "split='dev': expected one of train, val, test"),
+        ({"seed": 0.5}, TypeError, "seed=0.5: expected a whole number"),
+    ],
+)
+def test_settings_refuse_values_of_the_wrong_kind_or_range(
+    changes: dict, error: type[Exception], message: str
+) -> None:
+    """From Python, what the command line's option types refuse, refused by field and value
+    when the settings are built."""
+    fields = {"epsilons": [0.1], "model": "no_such_module:build", "attacks": ["pgd"], **changes}
+    with pytest.raises(error, match="^EvaluateModelsSettings: " + re.escape(message)):
+        EvaluateModelsSettings(**fields)
+
+
+def test_a_factory_model_without_weights_is_evaluated_with_a_warning(
+    mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a state dict the factory's own (here: initial) weights are evaluated, and the
+    report says so, from Python and from the command line."""
+    factory = tmp_path / "untrained_nets.py"
+    factory.write_text(FACTORY)
+    spec = f"{factory}:build"
+    settings = EvaluateModelsSettings(
+        epsilons=[0.1],
+        model=spec,
+        attacks=["fgsm"],
+        subset=4,
+        data_dir=str(mnist_dir),
+        progress=False,
+    )
+    lines: list[str] = []
+    results = evaluate_models(settings, report=lines.append)
+    warning = f"warning: --model {spec}: no --state-dict given: evaluating the factory's initial"
+    assert lines[0].startswith(warning) and lines[1].startswith("evaluate: 1 model(s)")
+    assert results.sources[spec] == {"model": spec, "state_dict": None}
+    words = ["evaluate", "--model", spec, "--epsilon", "0.1", "--attack", "fgsm", "--subset", "4"]
+    words += ["--data-dir", str(mnist_dir), "--device", "cpu", "--no-progress"]
+    assert main([*words, "--out", str(tmp_path / "out")]) == 0
+    assert warning in capsys.readouterr().out

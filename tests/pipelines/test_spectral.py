@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from intriguing.analysis.spectral import module_bounds
+from intriguing.cli.main import main
 from intriguing.configs import ConfigError
 from intriguing.pipelines.spectral import SpectralSettings, spectral_report, write_report
 
@@ -51,3 +53,35 @@ def test_settings_are_refused_by_name(tmp_path: Path) -> None:
         spectral_report(SpectralSettings(model="torch.nn:Identity"))
     with pytest.raises(ConfigError, match="--module goes with --model, not --checkpoint"):
         spectral_report(SpectralSettings(checkpoint=tmp_path / "x.ckpt", module="fc"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"input_shape": 784}, TypeError, "input_shape=784: expected a sequence of positive"),
+        ({"input_shape": "1,28,28"}, TypeError, "input_shape='1,28,28': expected a sequence"),
+        ({"input_shape": (1, 0, 28)}, ValueError, "input_shape=(1, 0, 28): sizes must be at"),
+        ({"input_shape": ()}, ValueError, "input_shape=(): must not be empty"),
+        ({"input_shape": (1, 2.5)}, TypeError, "input_shape=(1, 2.5): item 1 (2.5): expected"),
+        ({"tol": -1}, ValueError, "tol=-1: must be finite and at least 0"),
+        ({"tol": float("nan")}, ValueError, "tol=nan: must be finite and at least 0"),
+        ({"dense_limit": 10.5}, TypeError, "dense_limit=10.5: expected a whole number"),
+        ({"module": 3}, TypeError, "module=3: expected a str or None"),
+    ],
+)
+def test_fields_are_refused_by_name_and_value(
+    changes: dict, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match="^SpectralSettings: " + re.escape(message)):
+        SpectralSettings(model="torch.nn:Identity", **changes)
+    assert SpectralSettings(model="torch.nn:Identity", input_shape=[1, 2, 2], tol=0).tol == 0
+
+
+def test_the_command_line_reports_a_refused_tolerance_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    words = ["spectral", "--model", "torch.nn:Identity", "--input-shape", "1,2,2", "--tol", "-1"]
+    assert main(words) == 2
+    assert capsys.readouterr().err == (
+        "intriguing spectral: error: SpectralSettings: tol=-1.0: must be finite and at least 0\n"
+    )
