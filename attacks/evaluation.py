@@ -30,7 +30,10 @@ class MinimumDistortion:
     Attributes:
         mean_distortion: mean of the per-example minimum distortion over the examples the
             attack succeeded on (all of them when ``success_rate`` is 1); examples already
-            misclassified (untargeted) or already classified as the target count with 0.
+            misclassified (untargeted) or already classified as the target count with 0. The
+            distortion is the paper's: ``sqrt(sum((adv - x)^2) / n)``, the L2 norm of the
+            perturbation divided by the square root of the number of values ``n`` (784 for
+            MNIST), in pixel units of ``[0, 1]`` images (:func:`attacks.distortion`).
         success_rate: fraction of examples for which an adversarial was found.
         adversarial_error: error rate (prediction differs from the label) on the returned
             adversarial set; failures are scored on their unperturbed input.

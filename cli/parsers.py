@@ -75,8 +75,8 @@ def _train(subparsers: argparse._SubParsersAction) -> None:
         help="train and test a model from a configuration",
         description=(
             "Train and test a model. Words are key=value overrides: GROUP=NAME selects a "
-            "YAML file of configs/GROUP (experiment, model, data, trainer, logger), a.b=VALUE "
-            f"sets one key. Experiments: {', '.join(available('experiment'))}. Callbacks "
+            "YAML file of configs/GROUP (experiment, model, optim, data, trainer, logger), "
+            f"a.b=VALUE sets one key. Experiments: {', '.join(available('experiment'))}. Callbacks "
             "switched on by a section under callbacks (callbacks.NAME.KEY=VALUE, "
             f"callbacks.NAME={{}} for its defaults): {', '.join(switchable_callbacks())}. "
             "Your own attacks, model families, data sets and callbacks: imports=[my_module.py] "
