@@ -21,12 +21,14 @@ imported. This module imports nothing but the standard library.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import pkgutil
 import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
@@ -62,15 +64,32 @@ def load_target(target: object) -> Any:
     return value
 
 
+@contextmanager
+def folder_on_path(folder: str | Path | None) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` for the block (``python file.py``'s view, so that a
+    user's file can import its siblings); ``None``: nothing changes."""
+    if folder is None:
+        yield
+        return
+    entry = str(Path(folder).resolve())
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
+
+
 def import_components(spec: str) -> ModuleType:
-    """Import a user's module so that the components it registers (attacks, model families,
-    data sets, callbacks) can be named in configs: an importable module (``my_pkg.attacks``)
-    or a ``.py`` file (``my_callbacks.py``, relative to the working directory), imported once
-    per process under its file name without the suffix (its folder on ``sys.path`` while it
-    runs, so that it can import its siblings).
+    """Import a user's module: an importable module (``my_pkg.attacks``) or a ``.py`` file
+    (``my_callbacks.py``, relative to the working directory), imported once per process under
+    its file name without the suffix (a private name when another module holds that name),
+    with its folder on ``sys.path`` while it runs
+    (:func:`folder_on_path`). The components it registers (attacks, model families, data
+    sets, callbacks) can then be named in configs.
 
     Raises:
-        ValueError: naming ``spec``, for a file that does not exist or is not a ``.py`` file.
+        ValueError: naming ``spec``, for a file that does not exist or cannot be loaded.
         ImportError: what importing the module raises (naming the missing module).
     """
     if not spec.endswith(".py"):
@@ -80,22 +99,24 @@ def import_components(spec: str) -> ModuleType:
         raise ValueError(f"{spec!r}: no such file")
     name = path.stem
     known = sys.modules.get(name)
-    if known is not None and Path(getattr(known, "__file__", "") or "").resolve() == path.resolve():
-        return known
+    if known is not None:
+        if Path(getattr(known, "__file__", "") or "").resolve() == path.resolve():
+            return known
+        # Another module holds the name (a library's, another folder's file): keep it.
+        name = f"_intriguing_user_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+        if name in sys.modules:
+            return sys.modules[name]
     loaded = importlib.util.spec_from_file_location(name, path)
     if loaded is None or loaded.loader is None:
         raise ValueError(f"{spec!r}: cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(loaded)
-    folder = str(path.resolve().parent)
-    sys.path.insert(0, folder)
     sys.modules[name] = module
     try:
-        loaded.loader.exec_module(module)
+        with folder_on_path(path.parent):
+            loaded.loader.exec_module(module)
     except BaseException:
         del sys.modules[name]
         raise
-    finally:
-        sys.path.remove(folder)
     return module
 
 

@@ -10,8 +10,6 @@ the option the value came from (``--model``, ``--state-dict``).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from intriguing.configs import ConfigError
+from intriguing.registry import folder_on_path, import_components
 
 
 def _to_stderr(line: str) -> None:
@@ -30,7 +29,8 @@ def build_model(spec: str) -> nn.Module:
     """``FACTORY()`` for ``spec`` = ``MODULE:FACTORY``, ``MODULE`` importable
     (``torchvision.models:resnet18``) or a ``.py`` file (``nets.py:build``), imported as
     ``python nets.py`` would: the file's folder first on ``sys.path`` while it is imported and
-    its factory runs, so that it can import its sibling modules.
+    its factory runs, so that it can import its sibling modules; a file is imported once per
+    process (:func:`intriguing.registry.import_components`, as a config's ``imports``).
 
     Raises:
         ConfigError: ``spec`` is not ``MODULE:FACTORY``, the file or module cannot be found or
@@ -44,29 +44,22 @@ def build_model(spec: str) -> nn.Module:
         )
     folder = None
     if module_name.endswith(".py"):
-        path = Path(module_name)
-        if not path.is_file():
-            raise ConfigError(f"--model {spec}: no such file {path}")
-        folder = str(path.resolve().parent)
-        sys.path.insert(0, folder)
+        if not Path(module_name).is_file():
+            raise ConfigError(f"--model {spec}: no such file {module_name}")
+        folder = Path(module_name).parent
     try:
-        if module_name.endswith(".py"):
-            loaded = importlib.util.spec_from_file_location(path.stem, path)
-            if loaded is None or loaded.loader is None:
-                raise ConfigError(f"--model {spec}: cannot load {path}")
-            module = importlib.util.module_from_spec(loaded)
-            loaded.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
+        module = import_components(module_name)
         factory = getattr(module, factory_name, None)
         if not callable(factory):
             raise ConfigError(f"--model {spec}: {module_name} has no callable {factory_name!r}")
-        model = factory()
+        with folder_on_path(folder):  # the factory may import the file's siblings too
+            model = factory()
     except ImportError as error:
         raise ConfigError(f"--model {spec}: {error}") from error
-    finally:
-        if folder is not None and folder in sys.path:
-            sys.path.remove(folder)
+    except ValueError as error:  # a file that cannot be loaded as a module
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"--model {spec}: {error}") from error
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"--model {spec}: {factory_name}() returned {type(model).__name__}, not an nn.Module"
