@@ -159,6 +159,17 @@ class SpectralMonitor(Callback):
                 f"({error})"
             ) from error
 
+    def check_module(self, pl_module: nn.Module, example: Tensor | None = None) -> None:
+        """Check, before any training, that :meth:`target` finds the module to bound in
+        ``pl_module`` (``example`` is not needed; a config validator passes one to every
+        callback that checks the model: :func:`intriguing.pipelines.validate.validate_run_config`).
+
+        Raises:
+            ValueError: naming ``module``, as :meth:`target`.
+        """
+        del example
+        self.target(pl_module)  # type: ignore[arg-type]
+
     def _shape(self, target: nn.Module) -> tuple[int, ...] | None:
         if self.input_shape is not None:
             return self.input_shape

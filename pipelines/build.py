@@ -101,9 +101,15 @@ def build_trainer(
 
 
 def training_callbacks(config: DictConfig) -> list[Callback]:
+    """The callbacks the config switches on, in the order of :func:`section_callbacks`."""
+    return [callback for _, made in section_callbacks(config) for callback in made]
+
+
+def section_callbacks(config: DictConfig) -> list[tuple[str, list[Callback]]]:
     """The callbacks the config switches on (:func:`callbacks.registry.enabled_callbacks`:
-    backfeed, spectral monitor, transfer, then those under ``callbacks``), each made from
-    its section by its registered entry.
+    backfeed, spectral monitor, transfer, then those under ``callbacks``), each section's
+    made by its registered entry, with the section's dotted key (``"backfeed"``,
+    ``"callbacks.early_stopping"``).
 
     Raises:
         ConfigError: naming the key of a value a callback refuses
@@ -111,19 +117,19 @@ def training_callbacks(config: DictConfig) -> list[Callback]:
             ``MisconfigurationException``, named the same way).
     """
     container = to_container(config)
-    callbacks: list[Callback] = []
     try:
         chosen = enabled_callbacks(container)
     except ValueError as error:
         raise ConfigError(first_line(error)) from None
+    made: list[tuple[str, list[Callback]]] = []
     for entry, section in chosen:
         run = {key: container[key] for key in entry.run_arguments}
         with building(entry.section):  # the library's ValueError, naming the section's key
             try:
-                callbacks += entry.create(section, **run)
+                made.append((entry.section, entry.create(section, **run)))
             except MisconfigurationException as error:  # Lightning's callbacks refuse so
                 raise ValueError(first_line(error)) from error
-    return callbacks
+    return made
 
 
 LAST_CHECKPOINT = "last"

@@ -24,10 +24,9 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from intriguing.callbacks import AdversarialBackfeed, SpectralMonitor
 from intriguing.configs import ConfigError, building, to_container
 from intriguing.datamodules import build_datamodule
-from intriguing.pipelines.build import training_callbacks
+from intriguing.pipelines.build import section_callbacks
 from intriguing.pipelines.evaluation import check_evaluation
 from intriguing.trainers import ImageClassifier
 from intriguing.trainers.classifier import check_optim
@@ -66,12 +65,14 @@ def validate_run_config(config: DictConfig) -> None:
     Builds the data module (settings only: :class:`~intriguing.datamodules.ImageDataModule`
     loads nothing at construction), the model (:class:`~intriguing.trainers.ImageClassifier`,
     on the CPU), checks the ``optim`` section (:func:`~intriguing.trainers.classifier.check_optim`),
-    builds the callbacks the run would (the training pipeline's ``training_callbacks``), checks
-    the backfeed's layers against the model, with a forward pass of
+    builds the callbacks the run would (``pipelines.build.section_callbacks``) and lets each
+    that has a ``check_module(module, example)`` method check the built model with
     :data:`PROBE_EXAMPLES` zero inputs (:meth:`AdversarialBackfeed.check_module`: each pooled
-    layer exists, runs once, and is not the output), the spectral monitor's target module, and
-    the ``evaluation`` section (``check_evaluation``, which names ``intriguing[eval]`` when the
-    robust attacks need torchattacks and it is missing).
+    layer exists, runs once, and is not the output; :meth:`SpectralMonitor.check_module`: its
+    target module exists; a user's callback may define one too), refuses a ``val/`` monitor
+    without a validation split (:func:`check_monitors`), and checks the ``evaluation``
+    section (``check_evaluation``, which names ``intriguing[eval]`` when the robust attacks
+    need torchattacks and it is missing).
 
     Args:
         config: a composed configuration (:func:`intriguing.configs.compose`).
@@ -93,14 +94,13 @@ def validate_run_config(config: DictConfig) -> None:
             input_shape=list(datamodule.input_shape),
             num_classes=datamodule.num_classes,
         )
-    callbacks = training_callbacks(config)  # ConfigError naming the key, at construction
+    sections = section_callbacks(config)  # ConfigError naming the key, at construction
     check_monitors(config)
     example = torch.zeros(PROBE_EXAMPLES, *datamodule.input_shape)
-    for callback in callbacks:
-        if isinstance(callback, AdversarialBackfeed):
-            with building("backfeed"), torch.no_grad():
-                callback.check_module(model, example)
-        elif isinstance(callback, SpectralMonitor):
-            with building("spectral"):
-                callback.target(model)
+    for section, callbacks in sections:
+        for callback in callbacks:
+            check = getattr(callback, "check_module", None)
+            if callable(check):  # a callback that can check the model it will run on
+                with building(section), torch.no_grad():
+                    check(model, example)
     check_evaluation(config)

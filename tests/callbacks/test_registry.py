@@ -180,6 +180,33 @@ def test_monitoring_a_validation_metric_without_a_validation_split_is_refused() 
     validate_run_config(compose([*words, "callbacks.early_stopping.monitor=train/loss"]))
 
 
+@dataclass
+class ProbeConfig:
+    layer: str = "fc1"
+
+
+class Probe(Callback):
+    """A user's callback that checks the model it will run on (``check_module``)."""
+
+    def __init__(self, layer: str = "fc1") -> None:
+        self.layer = layer
+
+    def check_module(self, module, example) -> None:
+        if self.layer not in dict(module.named_modules()):
+            raise ValueError(f"layer={self.layer!r}: no such submodule")
+
+
+def test_a_callback_that_checks_the_model_is_probed_before_training() -> None:
+    register_callback("probe", ProbeConfig)(Probe)
+    try:
+        words = ["experiment=fc100-100-10", "callbacks.probe.layer=network.stages.fc1"]
+        validate_run_config(compose(words))
+        with pytest.raises(ConfigError, match=r"^callbacks\.probe\.layer='fc9': no such"):
+            validate_run_config(compose([*words, "callbacks.probe.layer=fc9"]))
+    finally:
+        REGISTRY.remove("probe")
+
+
 def test_registration_refuses_what_cannot_be_a_section() -> None:
     with pytest.raises(TypeError, match="must be a dataclass"):
         register_callback("plain", dict)
