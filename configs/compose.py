@@ -189,16 +189,28 @@ def check_attack(section: Mapping[str, Any], key: str, source: str = "") -> dict
     except ValueError as error:
         message = str(error).removeprefix("attack.")
         raise ConfigError(f"{key}.{message}{where}") from None
-    try:
-        typed = OmegaConf.merge(OmegaConf.structured(entry.config), values)
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"{key}.{_describe(error, source or 'attack ' + name)}") from None
-    container = OmegaConf.to_container(typed, enum_to_str=True)
-    assert isinstance(container, dict)
+    container = _typed(entry.config, values, key, source or f"attack {name}")
     for field_name, default in entry.defaults().items():
         if container.get(field_name) is None and _plain(default):
             container[field_name] = list(default) if isinstance(default, tuple) else default
     return {"name": name, **container}
+
+
+def _typed(config: type, values: Any, key: str, source: str) -> dict[str, Any]:
+    """``values`` merged into the dataclass ``config`` (each key checked by name and type),
+    as a plain dict with enums as their names.
+
+    Raises:
+        ConfigError: naming ``key``'s key, for a key ``config`` lacks or a value of the
+            wrong type.
+    """
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(config), values)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{key}.{_describe(error, source)}") from None
+    container = OmegaConf.to_container(typed, enum_to_str=True)
+    assert isinstance(container, dict)
+    return container  # type: ignore[return-value]
 
 
 def _plain(value: Any) -> bool:
@@ -263,11 +275,7 @@ def _check_callbacks(config: DictConfig) -> None:
             raise ConfigError(str(error)) from None
         if not isinstance(values, DictConfig):
             raise ConfigError(f"{key}={values}: expected a mapping of its keys ({{}}: defaults)")
-        try:
-            typed = OmegaConf.merge(OmegaConf.structured(entry.config), values)
-        except OmegaConfBaseException as error:
-            raise ConfigError(f"{key}.{_describe(error, 'callback ' + name)}") from None
-        sections[name] = OmegaConf.to_container(typed, enum_to_str=True)
+        sections[name] = _typed(entry.config, values, key, f"callback {name}")
 
 
 def _parse_overrides(words: Iterable[str]) -> tuple[dict[str, str], list[str]]:
