@@ -186,11 +186,6 @@ class CallbackEntry:
         return self.name if self.own_section else f"{CALLBACKS}.{self.name}"
 
     @property
-    def keys(self) -> tuple[str, ...]:
-        """Every key of its config."""
-        return tuple(item.name for item in fields(self.config))
-
-    @property
     def binding(self) -> Binding:
         """How its section becomes the callback (:class:`~intriguing.registry.Binding`)."""
         return Binding(self.section, self.target, exclude=self.exclude, rename=self.rename)
