@@ -225,14 +225,12 @@ def register_attack(
     ):
         raise TypeError(f"attack {name!r}: config must be a dataclass derived from AttackSettings")
 
-    def add(entry: AttackEntry) -> None:
-        REGISTRY.add(name, entry, entry.target)
-
-    if target is not None:
-        add(AttackEntry(name, config, target, label or name, control))
+    register = REGISTRY.register(
+        name, lambda made_by: AttackEntry(name, config, made_by, label or name, control), target
+    )
 
     def decorate(cls: T) -> T:
-        add(AttackEntry(name, config, cls, label or name, control))
+        register(cls)
         cls.name = name  # type: ignore[attr-defined]
         return cls
 

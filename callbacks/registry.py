@@ -251,14 +251,7 @@ def register_callback(
             build=build,
         )
 
-    if target is not None:
-        REGISTRY.add(name, entry(target), target)
-
-    def decorate(cls: T) -> T:
-        REGISTRY.add(name, entry(cls), cls)
-        return cls
-
-    return decorate
+    return REGISTRY.register(name, entry, target)
 
 
 def callback_entry(name: str) -> CallbackEntry:

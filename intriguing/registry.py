@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 E = TypeVar("E")
+C = TypeVar("C")
 
 
 def qualified(target: object) -> str:
@@ -380,6 +381,25 @@ class Registry(Generic[E]):
             raise ValueError(f"{self.kind} name {name!r}: already registered for {before}")
         self.entries[name] = entry
         self._targets[name] = qualified(target)
+
+    def register(
+        self, name: str, make: Callable[[object], E], target: object | None = None
+    ) -> Callable[[C], C]:
+        """The ``register_*`` decorators' common part: with ``target`` (``"module:attr"``),
+        register ``make(target)`` under ``name`` now; returns a decorator that registers
+        ``make(component)`` for the class or function it decorates and returns it unchanged.
+
+        Raises:
+            ValueError: as :meth:`add`.
+        """
+        if target is not None:
+            self.add(name, make(target), target)
+
+        def decorate(component: C) -> C:
+            self.add(name, make(component), component)
+            return component
+
+        return decorate
 
     def remove(self, name: str) -> E:
         """Unregister ``name`` (a component registered for a while, as in tests); returns its

@@ -268,20 +268,12 @@ def register_family(
             "AutoencoderConfig (the encoder's pretraining settings)"
         )
 
-    def add(builder: Callable[..., Any] | str) -> None:
-        entry = FamilyEntry(
+    def entry(builder: Any) -> FamilyEntry:
+        return FamilyEntry(
             name, config, builder, section, tuple(shared), pretrained_stage, label or name
         )
-        FAMILIES.add(name, entry, builder)
 
-    if target is not None:
-        add(target)
-
-    def decorate(builder: F) -> F:
-        add(builder)
-        return builder
-
-    return decorate
+    return FAMILIES.register(name, entry, target)
 
 
 def family_entry(name: object) -> FamilyEntry:
